@@ -1,0 +1,32 @@
+"""sb3_pathways: Data Adaptive Pathway Discovery (DAPD) for Stable-Baselines3.
+
+Importing the package registers the ``"PathwayPolicy"``, ``"PathwayCnnPolicy"`` and
+``"PathwayMultiInputPolicy"`` aliases on every supported algorithm.
+"""
+
+from sb3_pathways import a2c, crossq, ddpg, dqn, ppo, qrdqn, sac, td3, tqc
+from sb3_pathways.callbacks import PathwayLoggerCallback
+from sb3_pathways.policies import PathwayPolicyMixin
+from sb3_pathways.sparsify import sparsify
+from sb3_pathways.stats import format_pathway_stats, get_masks, pathway_stats, record_pathway_stats
+from sb3_pathways.version import __version__
+
+__all__ = [
+    "PathwayLoggerCallback",
+    "PathwayPolicyMixin",
+    "__version__",
+    "a2c",
+    "crossq",
+    "ddpg",
+    "dqn",
+    "format_pathway_stats",
+    "get_masks",
+    "pathway_stats",
+    "ppo",
+    "qrdqn",
+    "record_pathway_stats",
+    "sac",
+    "sparsify",
+    "td3",
+    "tqc",
+]

@@ -1,0 +1,39 @@
+"""Network layouts shared by several algorithms' pathway policies."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_pathways.masking.layers import MASKED_LAYER_TYPES
+from sb3_pathways.policies import PathwayPolicyMixin
+
+
+class ActorCriticPathways(PathwayPolicyMixin):
+    """Off-policy actor-critic layout (SAC, TQC, CrossQ, TD3, DDPG): networks ``"actor"`` and
+    ``"critic"``; ``critic_target`` uses the critic's masks."""
+
+    pathway_targets: ClassVar[dict[str, str]] = {"critic_target": "critic"}
+
+    def pathway_network_paths(self) -> dict[str, list[str]]:
+        return {"actor": ["actor"], "critic": ["critic"]}
+
+
+class OnPolicyPathways(PathwayPolicyMixin):
+    """``ActorCriticPolicy`` layout (PPO, A2C): networks ``"actor"`` (policy MLP and action
+    head), ``"critic"`` (value MLP and value head) and, when the features extractor is shared
+    and has weights (e.g. NatureCNN), ``"features_extractor"``. The ``log_std`` parameter is
+    not masked."""
+
+    def pathway_network_paths(self) -> dict[str, list[str]]:
+        assert isinstance(self, ActorCriticPolicy)
+        networks: dict[str, list[str]] = {}
+        extractor_has_weights = any(
+isinstance(module, tuple(MASKED_LAYER_TYPES)) for module in self.features_extractor.modules()
+        )
+        if self.share_features_extractor and extractor_has_weights:
+            networks["features_extractor"] = ["features_extractor"]
+        networks["actor"] = ["pi_features_extractor", "mlp_extractor.policy_net", "action_net"]
+        networks["critic"] = ["vf_features_extractor", "mlp_extractor.value_net", "value_net"]
+        return networks

@@ -1,0 +1,102 @@
+"""A network's pathway: its masked layers, the target layers that follow them, one mask
+update entry point that keeps masks, live weights, targets and optimizer state consistent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch as th
+
+from sb3_pathways.masking.layers import MaskedWeightMixin
+from sb3_pathways.masking.selection import keep_count
+
+
+@dataclass
+class NetworkPathway:
+    """
+    The masked layers of one network of a policy (e.g. SAC's ``"critic"``).
+
+    :param name: network name (``"actor"``, ``"critic"``, ``"q_net"``, ...)
+    :param keep_ratio: share of the network's prunable weights that is active (1 - sparsity)
+    :param layers: masked layers, keyed by the qualified name of their weight in the policy
+    :param followers: for a layer name, the target-network layers that use the same mask
+    :param optimizers: optimizers whose state is reset for weights that change state
+    """
+
+    name: str
+    keep_ratio: float
+    layers: dict[str, MaskedWeightMixin]
+    followers: dict[str, list[MaskedWeightMixin]] = field(default_factory=dict)
+    optimizers: list[th.optim.Optimizer] = field(default_factory=list)
+
+    @property
+    def n_prunable(self) -> int:
+        return sum(layer.weight.numel() for layer in self.layers.values())
+
+    @property
+    def n_keep(self) -> int:
+        """k: active weights per pathway."""
+        return keep_count(self.n_prunable, self.keep_ratio)
+
+    @property
+    def n_pathways(self) -> int:
+        return next(iter(self.layers.values())).n_pathways
+
+    def masks(self) -> dict[str, th.Tensor]:
+        """Current masks, shaped ``(n_pathways, *weight.shape)``."""
+        return {name: layer.weight_mask for name, layer in self.layers.items()}
+
+    def full_weights(self) -> dict[str, th.Tensor]:
+        """θ of every layer: live values of active weights, stored values of dormant ones."""
+        return {name: layer.full_weight() for name, layer in self.layers.items()}
+
+    @th.no_grad()
+    def set_masks(self, masks: Mapping[str, th.Tensor]) -> float:
+        """
+        Install new masks in the network and its target copies and reset the optimizer state
+        of every weight that changed state.
+
+        :param masks: one bool mask per layer name, shaped like the weight (single pathway)
+            or ``(n_pathways, *weight.shape)``
+        :return: share of the previously active weights that were replaced
+        """
+        unknown = set(masks) - set(self.layers)
+        if unknown:
+            raise KeyError(f"unknown layers for network {self.name!r}: {sorted(unknown)}")
+        replaced = 0
+        previously_active = 0
+        changed_weights: dict[th.Tensor, th.Tensor] = {}
+        for name, mask in masks.items():
+            layer = self.layers[name]
+            old = layer.active_mask.clone()
+            layer.set_mask(mask.to(layer.weight_mask.device))
+            new = layer.active_mask
+            replaced += int((old & ~new).sum())
+            previously_active += int(old.sum())
+            changed_weights[layer.weight] = old ^ new
+            for follower in self.followers.get(name, []):
+                follower.set_mask(layer.weight_mask)
+        reset_optimizer_state(self.optimizers, changed_weights)
+        return replaced / max(previously_active, 1)
+
+
+def reset_optimizer_state(
+    optimizers: Iterable[th.optim.Optimizer], changed: Mapping[th.Tensor, th.Tensor]
+) -> None:
+    """
+    Zero every per-weight optimizer statistic (Adam moments, RMSprop averages, momentum) at
+    the entries flagged in ``changed``, so that a weight that leaves the pathway does not keep
+    moving and one that joins starts afresh.
+
+    :param optimizers: optimizers that may hold the parameters
+    :param changed: parameter -> bool tensor of its entries that changed state
+    """
+    for optimizer in optimizers:
+        for parameter, entries in changed.items():
+            state = optimizer.state.get(parameter)
+            if not state:
+                continue
+            for value in state.values():
+                if isinstance(value, th.Tensor) and value.shape == parameter.shape:
+                    value.masked_fill_(entries, 0.0)

@@ -1,0 +1,60 @@
+"""Turning an existing SB3 model (stock policy, fresh or trained) into a pathway model."""
+
+from __future__ import annotations
+
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from sb3_pathways.masking.pathway import NetworkPathway
+from sb3_pathways.masking.selection import top_k_masks
+from sb3_pathways.policies import PathwayPolicyMixin, SparsitySpec, validate_sparsity
+from sb3_pathways.registry import PATHWAY_EQUIVALENTS
+
+SPARSIFY_METHODS = ("magnitude", "random")
+
+
+def sparsify(model: BaseAlgorithm, sparsity: SparsitySpec = 0.95, method: str = "magnitude") -> BaseAlgorithm:
+    """
+    Turn ``model``'s stock policy into its pathway equivalent, in place: the same weights,
+    masked by magnitude (global top-k |θ| per network) or at random (the same share of every
+    layer). The policy object, its optimizers and every alias the algorithm holds stay valid;
+    the optimizer state of the pruned weights is reset. ``model.save`` then stores a pathway
+    policy and ``Algo.load`` gives it back.
+
+    :param model: an SB3 / sb3-contrib model with a stock policy (``MlpPolicy``, ...)
+    :param sparsity: a float in [0, 1) or a dict network name -> sparsity
+    :param method: ``"magnitude"`` or ``"random"``
+    :return: the same model
+    """
+    if method not in SPARSIFY_METHODS:
+        raise ValueError(f"method must be one of {SPARSIFY_METHODS}, got {method!r}")
+    sparsity = validate_sparsity(sparsity)
+    policy = model.policy
+    if isinstance(policy, PathwayPolicyMixin):
+        raise TypeError("sparsify: the model already has a pathway policy; its masks are changed by a mask updater")
+    pathway_class = PATHWAY_EQUIVALENTS.get(type(policy))
+    if pathway_class is None:
+        accepted = sorted({cls.__module__ + "." + cls.__qualname__ for cls in PATHWAY_EQUIVALENTS})
+        raise TypeError(f"sparsify: policy class {type(policy).__qualname__} is not supported; accepted: {accepted}")
+
+    stock_class = type(policy)
+    policy.__class__ = pathway_class
+    assert isinstance(policy, PathwayPolicyMixin)
+    policy.sparsity = sparsity
+    policy.mask_init = "random"
+    try:
+        policy.keep_ratios()
+    except ValueError:
+        policy.__class__ = stock_class
+        raise
+    policy._setup_pathways(_magnitude_masks if method == "magnitude" else None)
+    model.policy_class = pathway_class
+    model.policy_kwargs = {**model.policy_kwargs, "sparsity": sparsity, "mask_init": "random"}
+    return model
+
+
+def _magnitude_masks(network: NetworkPathway) -> dict[str, th.Tensor]:
+    """Global top-k |θ| across the network's layers."""
+    weights = network.full_weights()
+    masks = top_k_masks([weight.abs() for weight in weights.values()], network.n_keep)
+    return dict(zip(weights, masks))
