@@ -31,6 +31,7 @@ class MaskedWeightMixin(nn.Module):
     weight: nn.Parameter
     weight_mask: th.Tensor
     weight_stored: th.Tensor
+    _gradient_mask: th.Tensor
 
     def _setup_mask(self, n_pathways: int = 1) -> None:
         if n_pathways < 1:
@@ -38,6 +39,9 @@ class MaskedWeightMixin(nn.Module):
         mask = th.ones((n_pathways, *self.weight.shape), dtype=th.bool, device=self.weight.device)
         self.register_buffer("weight_mask", mask)
         self.register_buffer("weight_stored", self.weight.detach().clone())
+        # The active mask as floats, kept beside the bool masks so that the gradient hook is a
+        # single in-place multiply.
+        self.register_buffer("_gradient_mask", th.ones_like(self.weight.detach()), persistent=False)
         self._register_gradient_mask()
 
     def _register_gradient_mask(self) -> None:
@@ -45,7 +49,7 @@ class MaskedWeightMixin(nn.Module):
 
     def _mask_gradient(self, weight: th.Tensor) -> None:
         if weight.grad is not None:
-            weight.grad.mul_(self.active_mask)
+            weight.grad.mul_(self._gradient_mask)
 
     @property
     def n_pathways(self) -> int:
@@ -78,7 +82,8 @@ class MaskedWeightMixin(nn.Module):
         full = self.full_weight()
         self.weight_mask.copy_(mask)
         self.weight_stored.copy_(full)
-        self.weight.copy_(full * self.active_mask)
+        self._gradient_mask.copy_(self.active_mask)
+        self.weight.copy_(full * self._gradient_mask)
 
     @th.no_grad()
     def set_full_weight(self, weight: th.Tensor) -> None:
@@ -106,7 +111,8 @@ class MaskedWeightMixin(nn.Module):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
         with th.no_grad():
-            self.weight.mul_(self.active_mask)
+            self._gradient_mask.copy_(self.active_mask)
+            self.weight.mul_(self._gradient_mask)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Gradient hooks live on the parameter and are not copied by ``copy.deepcopy``/pickle.
