@@ -159,6 +159,13 @@ class PathwayPolicyMixin(BasePolicy):
                     pathway.followers.setdefault(layer_name, []).append(module)
         return result
 
+    def masked_layer(self, weight_name: str) -> MaskedWeightMixin:
+        """The masked layer that holds a weight, e.g. ``"critic.qf0.0.weight"``."""
+        module = self.get_submodule(weight_name.rsplit(".", 1)[0])
+        if not isinstance(module, MaskedWeightMixin):
+            raise KeyError(f"{weight_name!r} is not a masked weight of {type(self).__name__}")
+        return module
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(sparsity=self.sparsity, mask_init=self.mask_init)

@@ -1,0 +1,101 @@
+"""Shared fixtures: one small configuration per supported algorithm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from sb3_contrib import QRDQN, TQC, CrossQ
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+import sb3_pathways  # noqa: F401  (registers the aliases)
+
+
+@dataclass
+class AlgoCase:
+    algo: type[BaseAlgorithm]
+    env_id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    networks: tuple[str, ...] = ()
+    targets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.algo.__name__
+
+    def make(self, policy: Any = "PathwayPolicy", seed: int = 0, **policy_kwargs: Any) -> BaseAlgorithm:
+        kwargs = dict(self.kwargs)
+        policy_kwargs = {"net_arch": [32, 32], **policy_kwargs}
+        return self.algo(policy, self.env_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
+
+
+OFF_POLICY = dict(learning_starts=50, batch_size=32, buffer_size=2_000, train_freq=8, gradient_steps=2)
+ALGO_CASES = [
+    AlgoCase(SAC, "Pendulum-v1", OFF_POLICY, ("actor", "critic"), {"critic_target": "critic"}),
+    AlgoCase(TQC, "Pendulum-v1", OFF_POLICY, ("actor", "critic"), {"critic_target": "critic"}),
+    AlgoCase(CrossQ, "Pendulum-v1", OFF_POLICY, ("actor", "critic")),
+    AlgoCase(TD3, "Pendulum-v1", {**OFF_POLICY, "policy_delay": 1}, ("actor", "critic"),
+             {"actor_target": "actor", "critic_target": "critic"}),
+    AlgoCase(DDPG, "Pendulum-v1", OFF_POLICY, ("actor", "critic"),
+             {"actor_target": "actor", "critic_target": "critic"}),
+    AlgoCase(DQN, "CartPole-v1", {**OFF_POLICY, "target_update_interval": 10}, ("q_net",), {"q_net_target": "q_net"}),
+    AlgoCase(QRDQN, "CartPole-v1", {**OFF_POLICY, "target_update_interval": 10}, ("quantile_net",),
+             {"quantile_net_target": "quantile_net"}),
+    AlgoCase(PPO, "CartPole-v1", dict(n_steps=64, batch_size=32, n_epochs=2), ("actor", "critic")),
+    AlgoCase(A2C, "Pendulum-v1", dict(n_steps=8), ("actor", "critic")),
+]
+
+
+@pytest.fixture(params=ALGO_CASES, ids=lambda case: case.id)
+def case(request: pytest.FixtureRequest) -> AlgoCase:
+    return request.param
+
+
+def observations(model: BaseAlgorithm, n: int = 16, seed: int = 0) -> np.ndarray:
+    space = model.observation_space
+    space.seed(seed)
+    return np.stack([space.sample() for _ in range(n)])
+
+
+def network_outputs(policy: th.nn.Module, obs: np.ndarray) -> list[th.Tensor]:
+    """The outputs of every online network of a policy on a batch of observations."""
+    with th.no_grad():
+        obs_tensor, _ = policy.obs_to_tensor(obs)
+        outputs = [policy._predict(obs_tensor, deterministic=True).float()]
+        if hasattr(policy, "critic"):
+            actions = outputs[0] if outputs[0].dim() == 2 else outputs[0].unsqueeze(-1)
+            outputs.extend(q.float() for q in _as_tuple(policy.critic(obs_tensor, actions)))
+        if hasattr(policy, "q_net"):
+            outputs.append(policy.q_net(obs_tensor))
+        if hasattr(policy, "quantile_net"):
+            outputs.append(policy.quantile_net(obs_tensor))
+        if hasattr(policy, "predict_values"):
+            outputs.append(policy.predict_values(obs_tensor))
+    return outputs
+
+
+def _as_tuple(value: Any) -> tuple[th.Tensor, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+class FixedImageEnv(gym.Env):
+    """A tiny image environment (40x40 grayscale) for CNN policies."""
+
+    def __init__(self, discrete: bool = True) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (40, 40, 1), dtype=np.uint8)
+        self.action_space = gym.spaces.Discrete(3) if discrete else gym.spaces.Box(-1, 1, (2,), dtype=np.float32)
+        self._steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._steps = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._steps += 1
+        return self.observation_space.sample(), 0.0, False, self._steps >= 20, {}

@@ -1,0 +1,88 @@
+"""sparsify(): stock models become pathway models; stock checkpoints load into pathway policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from conftest import AlgoCase, observations
+from stable_baselines3 import SAC
+from stable_baselines3.sac.policies import SACPolicy
+
+import sb3_pathways
+from sb3_pathways.masking.selection import keep_count
+
+
+def test_sparsify_trained_stock_model_by_magnitude(case: AlgoCase, tmp_path) -> None:
+    model = case.make("MlpPolicy")
+    model.learn(200)
+    dense = {name: p.detach().clone() for name, p in model.policy.named_parameters()}
+    sb3_pathways.sparsify(model, sparsity=0.9)
+    assert type(model.policy) is model.policy_class
+    masks = sb3_pathways.get_masks(model)
+    for network in model.policy.pathways().values():
+        names = list(network.layers)
+        assert sum(int(masks[n].sum()) for n in names) == keep_count(network.n_prunable, 0.1)
+        # the kept weights are the largest in magnitude across the network's layers
+        kept = th.cat([dense[n][masks[n]].abs() for n in names])
+        pruned = th.cat([dense[n][~masks[n]].abs() for n in names])
+        assert kept.min() >= pruned.max()
+        for n in names:
+            weight = model.policy.get_parameter(n)
+            assert th.equal(weight[masks[n]], dense[n][masks[n]])
+            assert th.count_nonzero(weight[~masks[n]]) == 0
+    # aliases held by the algorithm (model.actor, model.q_net, ...) still point to the policy's networks
+    for alias in ("actor", "critic", "q_net", "quantile_net"):
+        if hasattr(model, alias):
+            assert getattr(model, alias) is getattr(model.policy, alias)
+    model.learn(200, reset_num_timesteps=False)
+    model.save(tmp_path / "sparse")
+    loaded = case.algo.load(tmp_path / "sparse", env=model.get_env(), device="cpu")
+    assert type(loaded.policy) is type(model.policy)
+    assert all(th.equal(sb3_pathways.get_masks(loaded)[n], m) for n, m in sb3_pathways.get_masks(model).items())
+    obs = observations(model)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_sparsify_random_and_per_network() -> None:
+    model = SAC("MlpPolicy", "Pendulum-v1", device="cpu", seed=0)
+    sb3_pathways.sparsify(model, sparsity={"actor": 0.5, "critic": 0.99}, method="random")
+    stats = sb3_pathways.pathway_stats(model)
+    assert stats["actor"].active == keep_count(stats["actor"].total, 0.5)
+    assert stats["critic"].active == keep_count(stats["critic"].total, 0.01)
+    assert model.policy_kwargs["sparsity"] == {"actor": 0.5, "critic": 0.99}
+
+
+def test_stock_checkpoint_weights_load_into_pathway_policy(tmp_path) -> None:
+    stock = SAC("MlpPolicy", "Pendulum-v1", device="cpu", seed=0)
+    stock.learn(300)
+    stock.save(tmp_path / "stock")
+    model = SAC("PathwayPolicy", "Pendulum-v1", device="cpu", seed=1)
+    masks = sb3_pathways.get_masks(model)
+    model.set_parameters(str(tmp_path / "stock"))
+    assert all(th.equal(sb3_pathways.get_masks(model)[n], m) for n, m in masks.items())
+    for name, mask in masks.items():
+        stock_weight = stock.policy.get_parameter(name)
+        assert th.equal(model.policy.get_parameter(name), stock_weight * mask)
+        assert th.equal(model.policy.masked_layer(name).full_weight(), stock_weight)
+
+
+def test_sparsify_rejects_bad_input() -> None:
+    model = SAC("MlpPolicy", "Pendulum-v1", device="cpu")
+    with pytest.raises(ValueError, match="method must be one of"):
+        sb3_pathways.sparsify(model, method="snip")
+    with pytest.raises(ValueError, match=r"sparsity must be a float in \[0, 1\)"):
+        sb3_pathways.sparsify(model, sparsity=1.0)
+    with pytest.raises(ValueError, match="unknown networks"):
+        sb3_pathways.sparsify(model, sparsity={"qf": 0.9})
+    assert type(model.policy) is SACPolicy  # a rejected call leaves the model as it was
+
+    class CustomPolicy(SACPolicy):
+        pass
+
+    custom = SAC(CustomPolicy, "Pendulum-v1", device="cpu")
+    with pytest.raises(TypeError, match="CustomPolicy is not supported; accepted"):
+        sb3_pathways.sparsify(custom)
+    sparse = SAC("PathwayPolicy", "Pendulum-v1", device="cpu")
+    with pytest.raises(TypeError, match="already has a pathway policy"):
+        sb3_pathways.sparsify(sparse)
