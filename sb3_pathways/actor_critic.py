@@ -30,7 +30,7 @@ class OnPolicyPathways(PathwayPolicyMixin):
         assert isinstance(self, ActorCriticPolicy)
         networks: dict[str, list[str]] = {}
         extractor_has_weights = any(
-isinstance(module, tuple(MASKED_LAYER_TYPES)) for module in self.features_extractor.modules()
+            isinstance(module, tuple(MASKED_LAYER_TYPES)) for module in self.features_extractor.modules()
         )
         if self.share_features_extractor and extractor_has_weights:
             networks["features_extractor"] = ["features_extractor"]

@@ -115,9 +115,7 @@ class PathwayPolicyMixin(BasePolicy):
         if isinstance(self.sparsity, Mapping):
             unknown = sorted(set(self.sparsity) - set(names))
             if unknown:
-                raise ValueError(
-                    f"sparsity names unknown networks {unknown}; {type(self).__name__} has the networks {names}"
-                )
+                raise ValueError(f"sparsity names unknown networks {unknown}; {type(self).__name__} has the networks {names}")
             return {name: 1.0 - self.sparsity.get(name, DEFAULT_SPARSITY) for name in names}
         return {name: 1.0 - self.sparsity for name in names}
 

@@ -12,9 +12,7 @@ from sb3_pathways.policies import PathwayPolicyMixin
 PATHWAY_EQUIVALENTS: dict[type[BasePolicy], type[PathwayPolicyMixin]] = {}
 
 
-def register_pathway_policies(
-    algorithms: list[type[BaseAlgorithm]], policies: dict[str, type[PathwayPolicyMixin]]
-) -> None:
+def register_pathway_policies(algorithms: list[type[BaseAlgorithm]], policies: dict[str, type[PathwayPolicyMixin]]) -> None:
     """
     Make ``policies`` usable by name in ``algorithms`` (``SAC("PathwayPolicy", env)``) and
     known to :func:`sb3_pathways.sparsify`.
@@ -27,4 +25,5 @@ def register_pathway_policies(
         algorithm.policy_aliases = {**algorithm.policy_aliases, **policies}
     for policy in policies.values():
         stock = next(base for base in policy.__bases__ if not issubclass(base, PathwayPolicyMixin))
+        assert issubclass(stock, BasePolicy)
         PATHWAY_EQUIVALENTS[stock] = policy

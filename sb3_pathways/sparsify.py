@@ -16,7 +16,7 @@ SPARSIFY_METHODS = ("magnitude", "random")
 def sparsify(model: BaseAlgorithm, sparsity: SparsitySpec = 0.95, method: str = "magnitude") -> BaseAlgorithm:
     """
     Turn ``model``'s stock policy into its pathway equivalent, in place: the same weights,
-    masked by magnitude (global top-k |θ| per network) or at random (the same share of every
+    masked by magnitude (global top-k of ``abs(θ)`` per network) or at random (the same share of every
     layer). The policy object, its optimizers and every alias the algorithm holds stay valid;
     the optimizer state of the pruned weights is reset. ``model.save`` then stores a pathway
     policy and ``Algo.load`` gives it back.
@@ -45,7 +45,7 @@ def sparsify(model: BaseAlgorithm, sparsity: SparsitySpec = 0.95, method: str = 
     try:
         policy.keep_ratios()
     except ValueError:
-        policy.__class__ = stock_class
+        policy.__class__ = stock_class  # type: ignore[assignment]
         raise
     policy._setup_pathways(_magnitude_masks if method == "magnitude" else None)
     model.policy_class = pathway_class

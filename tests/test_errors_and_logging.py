@@ -35,15 +35,21 @@ def test_mask_init_is_checked() -> None:
 def test_stock_policy_where_a_pathway_policy_is_needed() -> None:
     model = SAC("MlpPolicy", "Pendulum-v1")
     for function in (sb3_pathways.get_masks, sb3_pathways.pathway_stats):
-        with pytest.raises(TypeError, match="needs a model with a pathway policy .* got SACPolicy.*sparsify"):
+        with pytest.raises(TypeError, match=r"needs a model with a pathway policy .* got SACPolicy.*sparsify"):
             function(model)
     with pytest.raises(TypeError, match="PathwayLoggerCallback needs a model with a pathway policy"):
         model.learn(10, callback=PathwayLoggerCallback())
 
 
 def test_sparsity_is_logged(tmp_path) -> None:
-    model = PPO("PathwayPolicy", "CartPole-v1", n_steps=32, batch_size=32, n_epochs=1,
-                policy_kwargs=dict(sparsity={"actor": 0.9, "critic": 0.8}))
+    model = PPO(
+        "PathwayPolicy",
+        "CartPole-v1",
+        n_steps=32,
+        batch_size=32,
+        n_epochs=1,
+        policy_kwargs=dict(sparsity={"actor": 0.9, "critic": 0.8}),
+    )
     model.set_logger(configure(str(tmp_path), ["csv"]))
     model.learn(64, callback=PathwayLoggerCallback())
     with open(tmp_path / "progress.csv") as file:

@@ -37,7 +37,7 @@ def test_exactly_k_active_weights_per_network(case: AlgoCase) -> None:
         assert active == keep_count(network.n_prunable, 0.05) == network.n_keep
         assert all(mask.shape[0] == 1 for mask in masks)  # leading pathway dimension
     stats = sb3_pathways.pathway_stats(model)
-    for name, network in stats.items():
+    for network in stats.values():
         assert network.sparsity == pytest.approx(0.95, abs=1e-3)
         assert network.active == sum(layer.active for layer in network.layers.values())
     masks = sb3_pathways.get_masks(model)
@@ -107,9 +107,7 @@ def test_optimizer_moments_reset_when_weight_leaves_the_pathway(case: AlgoCase) 
     new_mask[dormant_idx[:n_swap]] = True
     new_mask = new_mask.view_as(leaving)
     optimizer = next(opt for opt in network.optimizers if layer.weight in opt.state)
-    assert any(
-        th.count_nonzero(v[leaving & ~new_mask]) > 0 for v in optimizer.state[layer.weight].values() if v.dim() > 0
-    )
+    assert any(th.count_nonzero(v[leaving & ~new_mask]) > 0 for v in optimizer.state[layer.weight].values() if v.dim() > 0)
     network.set_masks({name: new_mask})
     for value in optimizer.state[layer.weight].values():
         if value.dim() > 0:

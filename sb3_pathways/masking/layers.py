@@ -28,7 +28,7 @@ from torch import nn
 class MaskedWeightMixin(nn.Module):
     """Mask machinery shared by :class:`MaskedLinear` and :class:`MaskedConv2d`."""
 
-    weight: nn.Parameter
+    weight: th.Tensor
     weight_mask: th.Tensor
     weight_stored: th.Tensor
     _gradient_mask: th.Tensor
@@ -107,9 +107,7 @@ class MaskedWeightMixin(nn.Module):
         if weight_key in state_dict:
             state_dict.setdefault(prefix + "weight_mask", self.weight_mask.clone())
             state_dict.setdefault(prefix + "weight_stored", state_dict[weight_key])
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
         with th.no_grad():
             self._gradient_mask.copy_(self.active_mask)
             self.weight.mul_(self._gradient_mask)

@@ -81,9 +81,7 @@ class NetworkPathway:
         return replaced / max(previously_active, 1)
 
 
-def reset_optimizer_state(
-    optimizers: Iterable[th.optim.Optimizer], changed: Mapping[th.Tensor, th.Tensor]
-) -> None:
+def reset_optimizer_state(optimizers: Iterable[th.optim.Optimizer], changed: Mapping[th.Tensor, th.Tensor]) -> None:
     """
     Zero every per-weight optimizer statistic (Adam moments, RMSprop averages, momentum) at
     the entries flagged in ``changed``, so that a weight that leaves the pathway does not keep

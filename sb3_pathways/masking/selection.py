@@ -13,12 +13,12 @@ MASK_INITS = ("random", "erk")
 
 def keep_count(n_weights: int, keep_ratio: float) -> int:
     """k = round(keep_ratio × n_weights), the number of active weights of a network."""
-    return int(round(keep_ratio * n_weights))
+    return round(keep_ratio * n_weights)
 
 
 def _largest_remainder(shares: Sequence[float], total: int, caps: Sequence[int]) -> list[int]:
     """Integer counts close to ``shares``, each at most its cap, summing exactly to ``total``."""
-    counts = [min(int(math.floor(share)), cap) for share, cap in zip(shares, caps)]
+    counts = [min(math.floor(share), cap) for share, cap in zip(shares, caps)]
     order = sorted(range(len(shares)), key=lambda i: shares[i] - math.floor(shares[i]), reverse=True)
     missing = total - sum(counts)
     while missing > 0:

@@ -1,0 +1,80 @@
+"""Training speed of pathway policies against the stock dense policy, in the same run.
+
+For each algorithm, dense (``MlpPolicy``) and pathway (``PathwayPolicy``) models are trained
+alternately, ``--repeats`` times each, and the environment steps per second of a timed
+``learn`` call (after an untimed warm-up that fills the buffer) are compared by their medians.
+
+    python benchmarks/overhead.py                 # SAC HalfCheetah-v5, PPO and DQN CartPole-v1
+    python benchmarks/overhead.py --algos sac --repeats 7 --steps 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch as th
+from stable_baselines3 import DQN, PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+import sb3_pathways  # noqa: F401  (registers "PathwayPolicy")
+
+SETUPS: dict[str, tuple[type[BaseAlgorithm], str, dict[str, Any], int]] = {
+    # algo name: (class, env id, kwargs, warm-up steps)
+    "sac": (SAC, "HalfCheetah-v5", dict(learning_starts=1_000), 1_200),
+    "ppo": (PPO, "CartPole-v1", dict(n_steps=1024), 1_024),
+    "dqn": (DQN, "CartPole-v1", dict(learning_starts=1_000, train_freq=1), 1_200),
+}
+
+
+
+def variants() -> dict[str, tuple[str, Any]]:
+    """Variant name -> (policy alias, callback factory)."""
+    return {"dense": ("MlpPolicy", lambda: None), "pathway": ("PathwayPolicy", lambda: None)}
+
+
+def steps_per_second(algo: str, policy: str, callback: Any, steps: int, seed: int) -> float:
+    algo_class, env_id, kwargs, warmup = SETUPS[algo]
+    model = algo_class(policy, env_id, seed=seed, device="cpu", **kwargs)
+    model.learn(warmup, callback=callback)
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False, callback=callback)
+    return steps / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=1_500, help="timed environment steps per repeat")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core per run)")
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/overhead.json"))
+    args = parser.parse_args(argv)
+    th.set_num_threads(args.threads)
+
+    results: dict[str, dict[str, Any]] = {}
+    for algo in args.algos:
+        samples: dict[str, list[float]] = {name: [] for name in variants()}
+        for repeat in range(args.repeats):
+            for name, (policy, make_callback) in variants().items():
+                samples[name].append(steps_per_second(algo, policy, make_callback(), args.steps, seed=repeat))
+        medians = {name: statistics.median(values) for name, values in samples.items()}
+        results[algo] = {
+            "env": SETUPS[algo][1],
+            "median_steps_per_second": medians,
+            "ratio_to_dense": {name: medians[name] / medians["dense"] for name in medians},
+            "samples": samples,
+        }
+        row = "  ".join(f"{name} {value:8.1f} ({value / medians['dense']:.3f})" for name, value in medians.items())
+        print(f"{algo:4s} {SETUPS[algo][1]:15s} steps/s: {row}", flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"repeats": args.repeats, "steps": args.steps, "results": results}, indent=2))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
