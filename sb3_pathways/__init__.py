@@ -5,17 +5,20 @@ Importing the package registers the ``"PathwayPolicy"``, ``"PathwayCnnPolicy"`` 
 """
 
 from sb3_pathways import a2c, crossq, ddpg, dqn, ppo, qrdqn, sac, td3, tqc
-from sb3_pathways.callbacks import PathwayLoggerCallback
+from sb3_pathways.callbacks import DAPDCallback, PathwayLoggerCallback
 from sb3_pathways.policies import PathwayPolicyMixin
+from sb3_pathways.scoring import connection_sensitivity, register_objective
 from sb3_pathways.sparsify import sparsify
 from sb3_pathways.stats import format_pathway_stats, get_masks, pathway_stats, record_pathway_stats
 from sb3_pathways.version import __version__
 
 __all__ = [
+    "DAPDCallback",
     "PathwayLoggerCallback",
     "PathwayPolicyMixin",
     "__version__",
     "a2c",
+    "connection_sensitivity",
     "crossq",
     "ddpg",
     "dqn",
@@ -25,6 +28,7 @@ __all__ = [
     "ppo",
     "qrdqn",
     "record_pathway_stats",
+    "register_objective",
     "sac",
     "sparsify",
     "td3",

@@ -1,11 +1,27 @@
-"""SB3 callbacks of sb3_pathways."""
+"""SB3 callbacks of sb3_pathways: DAPD (data-adaptive pathway discovery) and pathway logging."""
 
 from __future__ import annotations
 
-from stable_baselines3.common.callbacks import BaseCallback
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback, EventCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.utils import safe_mean
+from stable_baselines3.common.vec_env import VecMonitor, is_vecenv_wrapped
 
 from sb3_pathways.policies import pathway_policy
+from sb3_pathways.scoring.data import newest_transitions, stored_transitions
+from sb3_pathways.scoring.objectives import objective_for
+from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
 from sb3_pathways.stats import record_pathway_stats
+from sb3_pathways.updaters.dapd import DiscoveryState, dapd_masks, normalise
+
+#: attribute of the model that holds the discovery state (saved in the model zip)
+STATE_ATTRIBUTE = "pathway_discovery"
+FREEZE_METRICS = ("rollout", "eval")
 
 
 class PathwayLoggerCallback(BaseCallback):
@@ -25,3 +41,218 @@ class PathwayLoggerCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         record_pathway_stats(self.logger, self.model)
+
+
+def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        accepted = "a positive int" + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return int(value)
+
+
+def _walk_callbacks(callback: BaseCallback | None) -> Iterator[BaseCallback]:
+    if callback is None:
+        return
+    yield callback
+    if isinstance(callback, CallbackList):
+        for child in callback.callbacks:
+            yield from _walk_callbacks(child)
+    elif isinstance(callback, EventCallback):
+        yield from _walk_callbacks(callback.callback)
+
+
+class DAPDCallback(BaseCallback):
+    """
+    Data Adaptive Pathway Discovery (Arnob et al., NeurIPS 2024) for any pathway policy.
+
+    The initial pathway is found from the first data the agent collects (the
+    ``learning_starts`` transitions off-policy, the first rollout on-policy), before the first
+    gradient step. During warm-up, the weights are rescored on the most recent ``window``
+    transitions with the algorithm's own loss (|θ · ∂L/∂θ|), each network's scores are
+    normalised to sum 1, averaged over the last ``moving_average`` updates, and the global
+    top-k of every network becomes its mask. Once the return reaches ``freeze_threshold`` (or
+    after ``max_warmup_steps``), the masks are frozen for the rest of training.
+
+    :param update_freq: ``"episode"`` (rescore when an episode ends, as the reference
+        implementation) or a number of environment steps between updates
+    :param window: transitions scored at each update (L); default max(batch size, length of
+        the last episode). The initial discovery scores everything collected so far.
+    :param moving_average: K, the number of normalised score vectors averaged
+    :param freeze_threshold: return at which the masks freeze; ``None`` never freezes on
+        return (see ``max_warmup_steps``)
+    :param freeze_metric: ``"rollout"``: mean return of the recent training episodes (needs
+        Monitor episode statistics); ``"eval"``: last mean reward of an ``EvalCallback`` run
+        in the same ``learn`` call
+    :param continual: keep updating the masks after the threshold is reached (the step at
+        which it was reached is still recorded)
+    :param max_warmup_steps: freeze anyway once training reaches this many environment steps
+    :param score_at: ``"dense"`` (every connection on at its stored value, as the reference
+        implementation) or ``"masked"`` (the pathway as it runs)
+    :param chunk_size: transitions per scoring forward pass (bounds memory)
+    :param verbose: 1 prints mask updates and the freeze
+    """
+
+    def __init__(
+        self,
+        update_freq: int | str = "episode",
+        window: int | None = None,
+        moving_average: int = 1,
+        freeze_threshold: float | None = None,
+        freeze_metric: str = "rollout",
+        continual: bool = False,
+        max_warmup_steps: int | None = None,
+        score_at: str = "dense",
+        chunk_size: int = 2048,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        if update_freq != "episode":
+            try:
+                _positive_int(update_freq, "update_freq")
+            except ValueError:
+                raise ValueError(f"update_freq must be 'episode' or a positive int, got {update_freq!r}") from None
+        if freeze_metric not in FREEZE_METRICS:
+            raise ValueError(f"freeze_metric must be one of {FREEZE_METRICS}, got {freeze_metric!r}")
+        if score_at not in SCORE_AT:
+            raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
+        if freeze_threshold is not None and not isinstance(freeze_threshold, (int, float)):
+            raise ValueError(f"freeze_threshold must be a number or None, got {freeze_threshold!r}")
+        self.update_freq = update_freq
+        self.window = _positive_int(window, "window", allow_none=True)
+        self.moving_average = _positive_int(moving_average, "moving_average")
+        self.freeze_threshold = freeze_threshold
+        self.freeze_metric = freeze_metric
+        self.continual = bool(continual)
+        self.max_warmup_steps = _positive_int(max_warmup_steps, "max_warmup_steps", allow_none=True)
+        self.score_at = score_at
+        self.chunk_size = _positive_int(chunk_size, "chunk_size")
+        self._eval_callback: EvalCallback | None = None
+        self._episode_ended = False
+        self._episode_steps = np.zeros(1, dtype=np.int64)
+        self._last_episode_length: int | None = None
+
+    @property
+    def state(self) -> DiscoveryState:
+        """The discovery state stored on the model."""
+        return getattr(self.model, STATE_ATTRIBUTE)
+
+    def _init_callback(self) -> None:
+        pathway_policy(self.model, type(self).__name__)
+        objective_for(self.model)
+        if not isinstance(getattr(self.model, STATE_ATTRIBUTE, None), DiscoveryState):
+            setattr(self.model, STATE_ATTRIBUTE, DiscoveryState())
+        self._episode_steps = np.zeros(self.model.n_envs, dtype=np.int64)
+
+    def _on_training_start(self) -> None:
+        if self.freeze_threshold is None:
+            return
+        if self.freeze_metric == "rollout":
+            env = self.model.get_env()
+            has_monitor = env is not None and (all(env.env_is_wrapped(Monitor)) or is_vecenv_wrapped(env, VecMonitor))
+            if not has_monitor:
+                raise ValueError(
+                    "freeze_metric='rollout' needs episode statistics, but the environment is not wrapped in a Monitor "
+                    "(use make_vec_env, Monitor or VecMonitor), or use freeze_metric='eval' with an EvalCallback"
+                )
+        else:
+            evals = [cb for cb in _walk_callbacks(self.locals.get("callback")) if isinstance(cb, EvalCallback)]
+            if not evals:
+                raise ValueError(
+                    "freeze_metric='eval' needs an EvalCallback in the same learn() call, e.g. "
+                    "callback=[EvalCallback(eval_env), DAPDCallback(freeze_metric='eval', ...)]"
+                )
+            self._eval_callback = evals[0]
+
+    def _on_step(self) -> bool:
+        dones = np.asarray(self.locals["dones"], dtype=bool)
+        self._episode_steps += 1
+        if dones.any():
+            self._episode_ended = True
+            self._last_episode_length = int(self._episode_steps[dones].max())
+            self._episode_steps[dones] = 0
+        return True
+
+    def _on_rollout_end(self) -> None:
+        state = self.state
+        if not state.initialised:
+            if isinstance(self.model, OffPolicyAlgorithm) and self.num_timesteps <= self.model.learning_starts:
+                return
+            buffer = getattr(self.model, "replay_buffer", None) or self.model.rollout_buffer
+            self._update(stored_transitions(buffer))
+            state.initialised = True
+        elif (not state.frozen or self.continual) and self._update_due():
+            self._update(self._window())
+        else:
+            if self._episode_ended:
+                self._record()
+            return
+        self._check_freeze()
+        self._record()
+
+    def _update_due(self) -> bool:
+        if self.update_freq == "episode":
+            return self._episode_ended
+        return self.num_timesteps - self.state.last_update_step >= int(self.update_freq)
+
+    def _window(self) -> int:
+        if self.window is not None:
+            return self.window
+        batch_size = getattr(self.model, "batch_size", None) or self.model.n_steps * self.model.n_envs
+        return max(batch_size, self._last_episode_length or 0)
+
+    def _update(self, window: int) -> None:
+        state = self.state
+        policy = pathway_policy(self.model, type(self).__name__)
+        batch = newest_transitions(self.model, window)
+        scores = connection_sensitivity(self.model, batch, score_at=self.score_at, chunk_size=self.chunk_size)
+        pathways = policy.pathways()
+        for name, layer_scores in scores.items():
+            averaged = state.push_scores(name, normalise(layer_scores), self.moving_average)
+            masks = dapd_masks(pathways[name], averaged)
+            change = 0.0 if masks is None else pathways[name].set_masks(masks)
+            self.logger.record(f"pathways/{name}/mask_change", change)
+            if self.verbose >= 1:
+                print(f"DAPD step {self.num_timesteps}: {name} mask change {change:.2%} ({window} transitions)")
+        state.n_updates += 1
+        state.last_update_step = self.num_timesteps
+        self._episode_ended = False
+
+    def freeze_metric_value(self) -> float | None:
+        """The current value of the freeze metric, or ``None`` if none is available yet."""
+        if self.freeze_metric == "eval":
+            value = self._eval_callback.last_mean_reward if self._eval_callback is not None else -np.inf
+            return None if not np.isfinite(value) else float(value)
+        episodes = self.model.ep_info_buffer
+        return float(safe_mean([episode["r"] for episode in episodes])) if episodes else None
+
+    def _check_freeze(self) -> None:
+        state = self.state
+        if state.frozen:
+            return
+        if self.freeze_threshold is not None and state.threshold_step is None:
+            value = self.freeze_metric_value()
+            if value is not None and value >= self.freeze_threshold:
+                state.threshold_step = self.num_timesteps
+                if not self.continual:
+                    self._freeze(f"{self.freeze_metric} return {value:.1f} >= {self.freeze_threshold}")
+        if not state.frozen and self.max_warmup_steps is not None and self.num_timesteps >= self.max_warmup_steps:
+            self._freeze(f"max_warmup_steps={self.max_warmup_steps} reached")
+
+    def _freeze(self, reason: str) -> None:
+        self.state.frozen = True
+        self.state.frozen_step = self.num_timesteps
+        if self.verbose >= 1:
+            print(f"DAPD: masks frozen at step {self.num_timesteps} ({reason})")
+
+    def _record(self) -> None:
+        state = self.state
+        self.logger.record("pathways/mask_updates", state.n_updates)
+        self.logger.record("pathways/frozen", int(state.frozen))
+        if state.frozen_step is not None:
+            self.logger.record("pathways/frozen_step", state.frozen_step)
+        if state.threshold_step is not None:
+            self.logger.record("pathways/threshold_step", state.threshold_step)
+        record_pathway_stats(self.logger, self.model)
+        self._episode_ended = False
