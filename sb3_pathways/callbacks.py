@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.buffers import BaseBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback, EventCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import VecMonitor, is_vecenv_wrapped
 
@@ -43,12 +45,17 @@ class PathwayLoggerCallback(BaseCallback):
         record_pathway_stats(self.logger, self.model)
 
 
-def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _optional_positive_int(value: Any, name: str) -> int | None:
+    if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        accepted = "a positive int" + (" or None" if allow_none else "")
-        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     return int(value)
 
 
@@ -120,12 +127,12 @@ class DAPDCallback(BaseCallback):
         if freeze_threshold is not None and not isinstance(freeze_threshold, (int, float)):
             raise ValueError(f"freeze_threshold must be a number or None, got {freeze_threshold!r}")
         self.update_freq = update_freq
-        self.window = _positive_int(window, "window", allow_none=True)
+        self.window = _optional_positive_int(window, "window")
         self.moving_average = _positive_int(moving_average, "moving_average")
         self.freeze_threshold = freeze_threshold
         self.freeze_metric = freeze_metric
         self.continual = bool(continual)
-        self.max_warmup_steps = _positive_int(max_warmup_steps, "max_warmup_steps", allow_none=True)
+        self.max_warmup_steps = _optional_positive_int(max_warmup_steps, "max_warmup_steps")
         self.score_at = score_at
         self.chunk_size = _positive_int(chunk_size, "chunk_size")
         self._eval_callback: EvalCallback | None = None
@@ -179,8 +186,7 @@ class DAPDCallback(BaseCallback):
         if not state.initialised:
             if isinstance(self.model, OffPolicyAlgorithm) and self.num_timesteps <= self.model.learning_starts:
                 return
-            buffer = getattr(self.model, "replay_buffer", None) or self.model.rollout_buffer
-            self._update(stored_transitions(buffer))
+            self._update(stored_transitions(self._buffer()))
             state.initialised = True
         elif (not state.frozen or self.continual) and self._update_due():
             self._update(self._window())
@@ -191,6 +197,13 @@ class DAPDCallback(BaseCallback):
         self._check_freeze()
         self._record()
 
+    def _buffer(self) -> BaseBuffer:
+        if isinstance(self.model, OffPolicyAlgorithm):
+            assert self.model.replay_buffer is not None
+            return self.model.replay_buffer
+        assert isinstance(self.model, OnPolicyAlgorithm)
+        return self.model.rollout_buffer
+
     def _update_due(self) -> bool:
         if self.update_freq == "episode":
             return self._episode_ended
@@ -199,7 +212,7 @@ class DAPDCallback(BaseCallback):
     def _window(self) -> int:
         if self.window is not None:
             return self.window
-        batch_size = getattr(self.model, "batch_size", None) or self.model.n_steps * self.model.n_envs
+        batch_size = getattr(self.model, "batch_size", None) or self._buffer().buffer_size * self.model.n_envs
         return max(batch_size, self._last_episode_length or 0)
 
     def _update(self, window: int) -> None:

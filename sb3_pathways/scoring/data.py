@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -54,10 +54,10 @@ def _single_env_view(buffer: ReplayBuffer, env: int) -> ReplayBuffer:
     return view
 
 
-def concatenate_batches(batches: list[NamedTuple]) -> Any:
+def concatenate_batches(batches: Sequence[Any]) -> Any:
     """Concatenate buffer samples (tensors or dicts of tensors, ``None`` fields kept)."""
     first = batches[0]
-    fields = []
+    fields: list[Any] = []
     for i, value in enumerate(first):
         if value is None:
             fields.append(None)
@@ -73,7 +73,7 @@ def split_batch(batch: Any, size: int) -> Iterator[tuple[Any, int]]:
     total = len(batch.actions)
     for start in range(0, total, size):
         stop = min(start + size, total)
-        fields = []
+        fields: list[Any] = []
         for value in batch:
             if value is None:
                 fields.append(None)
