@@ -31,7 +31,6 @@ SETUPS: dict[str, tuple[type[BaseAlgorithm], str, dict[str, Any], int]] = {
 }
 
 
-
 def variants() -> dict[str, tuple[str, Any]]:
     """Variant name -> (policy alias, callback factory)."""
     return {"dense": ("MlpPolicy", lambda: None), "pathway": ("PathwayPolicy", lambda: None)}

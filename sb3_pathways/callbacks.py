@@ -183,19 +183,20 @@ class DAPDCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         state = self.state
+        updated = False
         if not state.initialised:
             if isinstance(self.model, OffPolicyAlgorithm) and self.num_timesteps <= self.model.learning_starts:
                 return
             self._update(stored_transitions(self._buffer()))
             state.initialised = True
+            updated = True
         elif (not state.frozen or self.continual) and self._update_due():
             self._update(self._window())
-        else:
-            if self._episode_ended:
-                self._record()
-            return
+            updated = True
+        was_frozen = state.frozen
         self._check_freeze()
-        self._record()
+        if updated or self._episode_ended or state.frozen != was_frozen:
+            self._record()
 
     def _buffer(self) -> BaseBuffer:
         if isinstance(self.model, OffPolicyAlgorithm):

@@ -7,7 +7,6 @@ batch-norm statistics and train/eval modes restored afterwards.
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,14 +72,15 @@ def connection_sensitivity(
 ) -> dict[str, dict[str, th.Tensor]]:
     """
     SNIP scores S(θ_q) = |θ_q · ∂L/∂θ_q| of every masked weight, with L the algorithm's
-    training loss for the weight's network, averaged over ``batch``.
+    training loss for the weight's network, averaged over ``batch``. Each network is scored
+    with the rest of the agent as it runs (other networks and targets masked).
 
     :param model: an SB3 model with a pathway policy and a registered objective
     :param batch: buffer samples (``ReplayBufferSamples``, ``RolloutBufferSamples``, ...)
-    :param score_at: ``"dense"``: every connection on at its stored value (dormant weights
-        can score and come back); ``"masked"``: the network as it runs (dormant weights
-        score 0)
-    :param chunk_size: transitions per forward pass (memory bound), gradients are averaged
+    :param score_at: ``"dense"``: every connection of the scored network on at its stored
+        value (dormant weights can score and come back); ``"masked"``: the network as it runs
+        (dormant weights score 0)
+    :param chunk_size: transitions per forward pass (bounds memory); gradients are averaged
     :return: network name -> layer weight name -> score, shaped like the weight
     """
     if score_at not in SCORE_AT:
@@ -89,37 +89,28 @@ def connection_sensitivity(
     objective = objective_for(model)
     pathways = policy.pathways()
     total = len(batch.actions)
-    gradients: dict[str, dict[str, th.Tensor]] = defaultdict(dict)
-    weights: dict[str, dict[str, th.Tensor]] = {}
-    dense = all_connections_on(pathways) if score_at == "dense" else contextlib.nullcontext()
-    with preserved_training_state(policy), dense:
-        for name, network in pathways.items():
-            weights[name] = {layer_name: layer.weight.detach().clone() for layer_name, layer in network.layers.items()}
-        for chunk, length in split_batch(batch, chunk_size):
-            losses = objective(model, chunk)
-            unknown = set(losses) - set(pathways)
-            if unknown:
-                raise KeyError(f"the objective returned losses for unknown networks {sorted(unknown)}")
-            by_loss: dict[int, list[str]] = defaultdict(list)
-            for name in losses:
-                by_loss[id(losses[name])].append(name)
-            groups = list(by_loss.values())
-            for i, names in enumerate(groups):
-                params = [
-                    (name, layer_name, layer.weight) for name in names for layer_name, layer in pathways[name].layers.items()
-                ]
-                grads = th.autograd.grad(
-                    losses[names[0]],
-                    [weight for _, _, weight in params],
-                    allow_unused=True,
-                    retain_graph=i < len(groups) - 1,
-                )
-                for (name, layer_name, weight), grad in zip(params, grads):
-                    grad = th.zeros_like(weight) if grad is None else grad.detach()
-                    previous = gradients[name].get(layer_name)
-                    weighted = grad * (length / total)
-                    gradients[name][layer_name] = weighted if previous is None else previous + weighted
-    return {
-        name: {layer_name: (weights[name][layer_name] * grad).abs() for layer_name, grad in layer_grads.items()}
-        for name, layer_grads in gradients.items()
-    }
+    scores: dict[str, dict[str, th.Tensor]] = {}
+    for name, network in pathways.items():
+        # every network starts from the same random state (same sampled actions)
+        dense = all_connections_on({name: network}) if score_at == "dense" else contextlib.nullcontext()
+        with preserved_training_state(policy), dense:
+            weights = [layer.weight for layer in network.layers.values()]
+            gradients = [th.zeros_like(weight) for weight in weights]
+            for chunk, length in split_batch(batch, chunk_size):
+                loss = _network_loss(objective(model, chunk), name)
+                if loss is None:
+                    break
+                for gradient, grad in zip(gradients, th.autograd.grad(loss, weights, allow_unused=True)):
+                    if grad is not None:
+                        gradient.add_(grad.detach(), alpha=length / total)
+            else:
+                scores[name] = {
+                    layer_name: (weight.detach() * gradient).abs()
+                    for layer_name, weight, gradient in zip(network.layers, weights, gradients)
+                }
+    return scores
+
+
+def _network_loss(losses: dict[str, th.Tensor], name: str) -> th.Tensor | None:
+    """The loss of one network (``None`` if the objective gives it none)."""
+    return losses.get(name)

@@ -1,0 +1,327 @@
+"""DAPDCallback: scores, moving average, warm-up and freeze, resume, misuse."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+import torch.nn.functional as F
+from conftest import AlgoCase
+from sb3_contrib import TRPO
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import sb3_pathways
+from sb3_pathways import DAPDCallback, connection_sensitivity
+from sb3_pathways.masking.selection import keep_count
+from sb3_pathways.scoring.data import newest_replay_transitions, newest_transitions
+from sb3_pathways.updaters.dapd import DiscoveryState, dapd_masks, normalise
+
+
+def _tiny_sac() -> tuple[SAC, ReplayBufferSamples]:
+    model = SAC("PathwayPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs=dict(net_arch=[4], sparsity=0.5))
+    generator = th.Generator().manual_seed(1)
+    n = 8
+    batch = ReplayBufferSamples(
+        observations=th.randn(n, 3, generator=generator),
+        actions=th.rand(n, 1, generator=generator) * 2 - 1,
+        next_observations=th.randn(n, 3, generator=generator),
+        dones=(th.rand(n, 1, generator=generator) < 0.3).float(),
+        rewards=th.randn(n, 1, generator=generator),
+    )
+    return model, batch
+
+
+def test_sac_critic_score_equals_hand_computed_w_times_grad() -> None:
+    model, batch = _tiny_sac()
+    critic = model.policy.critic
+    th.manual_seed(123)
+    scores = connection_sensitivity(model, batch, score_at="dense")["critic"]
+
+    # the same target, with the same random draw for the next actions
+    th.manual_seed(123)
+    with th.no_grad():
+        next_actions, next_log_prob = model.actor.action_log_prob(batch.next_observations)
+        next_q = th.cat(model.critic_target(batch.next_observations, next_actions), dim=1).min(dim=1, keepdim=True)[0]
+        ent_coef = th.exp(model.log_ent_coef)
+        target = batch.rewards + (1 - batch.dones) * model.gamma * (next_q - ent_coef * next_log_prob.reshape(-1, 1))
+    x = th.cat([batch.observations, batch.actions], dim=1)
+    loss = th.zeros(())
+    leaves = {}
+    for q in ("qf0", "qf1"):
+        first, last = critic.get_submodule(f"{q}.0"), critic.get_submodule(f"{q}.2")
+        w1 = first.full_weight().clone().requires_grad_(True)  # dense: every connection on
+        w2 = last.full_weight().clone().requires_grad_(True)
+        hidden = th.relu(x @ w1.T + first.bias)
+        value = hidden @ w2.T + last.bias
+        loss = loss + 0.5 * ((value - target) ** 2).mean()
+        leaves[f"critic.{q}.0.weight"], leaves[f"critic.{q}.2.weight"] = w1, w2
+        # output layer by hand: dL/dW2 = mean over the batch of (value - target) * hidden
+        by_hand = ((value - target) * hidden).mean(dim=0, keepdim=True).detach()
+        th.testing.assert_close(scores[f"critic.{q}.2.weight"], (w2.detach() * by_hand).abs(), rtol=1e-5, atol=1e-7)
+    grads = th.autograd.grad(loss, list(leaves.values()))
+    for (name, leaf), grad in zip(leaves.items(), grads):
+        th.testing.assert_close(scores[name], (leaf.detach() * grad).abs(), rtol=1e-5, atol=1e-7)
+    # dense scoring gives dormant weights a score, so they can come back
+    mask = sb3_pathways.get_masks(model)["critic.qf0.0.weight"]
+    assert th.count_nonzero(scores["critic.qf0.0.weight"][~mask]) > 0
+    masked = connection_sensitivity(model, batch, score_at="masked")["critic"]
+    assert th.count_nonzero(masked["critic.qf0.0.weight"][~mask]) == 0
+
+
+def test_scoring_changes_no_training_state(case: AlgoCase) -> None:
+    model = case.make(sparsity=0.8)
+    model.learn(300)
+    if isinstance(model, OnPolicyAlgorithm):  # a fresh rollout with its advantages, not yet trained on
+        callback = CallbackList([])
+        callback.init_callback(model)
+        model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+    model.policy.set_training_mode(False)
+    params = {name: p.detach().clone() for name, p in model.policy.named_parameters()}
+    grads = {name: None if p.grad is None else p.grad.clone() for name, p in model.policy.named_parameters()}
+    buffers = {name: b.clone() for name, b in model.policy.named_buffers()}
+    optimizer_states = [
+        {id(p): {k: v.clone() for k, v in s.items() if isinstance(v, th.Tensor)} for p, s in opt.state.items()}
+        for opt in model.policy.optimizers()
+    ]
+    torch_rng, numpy_rng = th.get_rng_state(), np.random.get_state()[1].copy()
+    modes = [m.training for m in model.policy.modules()]
+
+    scores = connection_sensitivity(model, newest_transitions(model, 64))
+    assert set(scores) == set(case.networks)
+    assert all(th.isfinite(s).all() and s.sum() > 0 for layers in scores.values() for s in layers.values())
+
+    for name, p in model.policy.named_parameters():
+        assert th.equal(p, params[name]), name
+        assert (p.grad is None and grads[name] is None) or th.equal(p.grad, grads[name]), name
+    for name, b in model.policy.named_buffers():
+        assert th.equal(b, buffers[name]), name
+    for opt, before in zip(model.policy.optimizers(), optimizer_states):
+        assert {id(p) for p in opt.state} == set(before)
+        for p, s in opt.state.items():
+            for k, v in s.items():
+                if isinstance(v, th.Tensor):
+                    assert th.equal(v, before[id(p)][k])
+    assert th.equal(th.get_rng_state(), torch_rng)
+    assert np.array_equal(np.random.get_state()[1], numpy_rng)
+    assert [m.training for m in model.policy.modules()] == modes
+
+
+def test_moving_average_is_the_mean_of_the_last_k_normalised_scores() -> None:
+    state = DiscoveryState()
+    vectors = [th.rand(10) for _ in range(4)]
+    normalised = [normalise({"w": v}) for v in vectors]
+    assert all(th.isclose(n.sum(), th.tensor(1.0)) for n in normalised)
+    for n in normalised:
+        averaged = state.push_scores("critic", n, moving_average=3)
+    th.testing.assert_close(averaged, th.stack(normalised[1:]).mean(dim=0))
+    assert len(state.score_history["critic"]) == 3
+
+
+def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
+    model = SAC(
+        "PathwayPolicy",
+        "Pendulum-v1",
+        learning_starts=100,
+        batch_size=32,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[32, 32], sparsity=0.9),
+    )
+    model.learn(700, callback=DAPDCallback(update_freq=100, moving_average=3))
+    state = model.pathway_discovery
+    assert state.n_updates >= 4
+    for name, network in model.policy.pathways().items():
+        history = state.score_history[name]
+        assert len(history) == 3
+        expected = dapd_masks(network, th.stack(history).mean(dim=0))
+        assert expected is not None
+        for layer_name, mask in network.masks().items():
+            assert th.equal(mask[0], expected[layer_name])
+
+
+def test_zero_kth_score_keeps_the_previous_mask() -> None:
+    model, _ = _tiny_sac()
+    network = model.policy.pathways()["critic"]
+    before = {name: mask.clone() for name, mask in network.masks().items()}
+    sparse_scores = th.zeros(network.n_prunable)
+    sparse_scores[: network.n_keep - 1] = 1.0
+    assert dapd_masks(network, sparse_scores) is None
+    assert all(th.equal(before[name], mask) for name, mask in network.masks().items())
+
+
+def test_warm_up_changes_masks_then_freeze_stops_them(case: AlgoCase, tmp_path) -> None:
+    model = case.make(sparsity=0.9)
+    initial = sb3_pathways.get_masks(model)
+    model.learn(500, callback=DAPDCallback(update_freq=64, max_warmup_steps=400))
+    state = model.pathway_discovery
+    assert state.initialised and state.frozen and 400 <= state.frozen_step < 500
+    assert state.n_updates >= 3
+    at_freeze = sb3_pathways.get_masks(model)
+    assert any(not th.equal(initial[name], at_freeze[name]) for name in initial)
+    model.learn(300, reset_num_timesteps=False, callback=DAPDCallback(update_freq=64, max_warmup_steps=400))
+    assert model.pathway_discovery.n_updates == state.n_updates
+    final = sb3_pathways.get_masks(model)
+    assert all(th.equal(at_freeze[name], final[name]) for name in at_freeze)
+    for name, network in model.policy.pathways().items():
+        assert sum(int(m.sum()) for m in network.masks().values()) == keep_count(network.n_prunable, 0.1), name
+        for layer_name, followers in network.followers.items():
+            for follower in followers:
+                assert th.equal(follower.weight_mask, network.layers[layer_name].weight_mask)
+                assert th.count_nonzero(follower.weight[~follower.active_mask]) == 0
+        for layer_name, layer in network.layers.items():
+            assert th.count_nonzero(layer.weight[~layer.active_mask]) == 0, layer_name
+
+
+def test_initial_discovery_happens_before_the_first_gradient_step() -> None:
+    seen: list[tuple[int, int]] = []
+
+    class Spy(DAPDCallback):
+        def _update(self, window: int) -> None:
+            seen.append((self.model._n_updates, window))
+            super()._update(window)
+
+    model = SAC(
+        "PathwayPolicy", "Pendulum-v1", learning_starts=150, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16])
+    )
+    initial = sb3_pathways.get_masks(model)
+    model.learn(160, callback=Spy())
+    assert seen[0] == (0, 151)  # every transition collected before training, no gradient step yet
+    assert any(not th.equal(initial[n], m) for n, m in sb3_pathways.get_masks(model).items())
+
+    seen.clear()
+    ppo = PPO("PathwayPolicy", "CartPole-v1", n_steps=128, seed=0, device="cpu")
+    ppo.learn(128, callback=Spy())
+    assert seen == [(0, 128)]
+
+
+def test_freeze_on_rollout_return_and_on_eval(tmp_path) -> None:
+    model = SAC(
+        "PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16])
+    )
+    model.learn(500, callback=DAPDCallback(freeze_threshold=-1e9))
+    state = model.pathway_discovery
+    assert state.frozen and state.frozen_step == 200  # first episode end after the initial discovery
+
+    continual = SAC(
+        "PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16])
+    )
+    continual.learn(500, callback=DAPDCallback(freeze_threshold=-1e9, continual=True))
+    assert not continual.pathway_discovery.frozen and continual.pathway_discovery.threshold_step == 200
+    assert continual.pathway_discovery.n_updates > state.n_updates
+
+    evaluated = PPO("PathwayPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0, device="cpu")
+    evaluation = EvalCallback(gym.make("CartPole-v1"), eval_freq=128, n_eval_episodes=2)
+    evaluated.learn(512, callback=[evaluation, DAPDCallback(freeze_threshold=0.0, freeze_metric="eval")])
+    assert evaluated.pathway_discovery.frozen
+    assert evaluated.pathway_discovery.frozen_step == 128  # the first evaluation, not before it
+
+
+def test_resume_after_load_continues_discovery(tmp_path) -> None:
+    model = SAC(
+        "PathwayPolicy",
+        "Pendulum-v1",
+        learning_starts=100,
+        batch_size=32,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[16, 16]),
+    )
+    model.learn(400, callback=DAPDCallback(update_freq=100, moving_average=3))
+    state = model.pathway_discovery
+    history = {name: [t.clone() for t in h] for name, h in state.score_history.items()}
+    updates = state.n_updates
+    model.save(tmp_path / "run")
+    loaded = SAC.load(tmp_path / "run", env=model.get_env(), device="cpu")
+    restored = loaded.pathway_discovery
+    assert restored.n_updates == updates and restored.initialised and not restored.frozen
+    for name, vectors in history.items():
+        assert all(th.equal(a, b) for a, b in zip(vectors, restored.score_history[name]))
+    loaded.learn(
+        300, reset_num_timesteps=False, callback=DAPDCallback(update_freq=100, moving_average=3, max_warmup_steps=600)
+    )
+    # updates at steps 401 and 501 (every 100 steps after 301), no new initial discovery, frozen at 600
+    assert loaded.pathway_discovery.n_updates == updates + 2
+    assert loaded.pathway_discovery.frozen and loaded.pathway_discovery.frozen_step == 600
+    loaded.save(tmp_path / "frozen")
+    frozen = SAC.load(tmp_path / "frozen", env=model.get_env(), device="cpu")
+    masks = sb3_pathways.get_masks(frozen)
+    frozen.learn(300, reset_num_timesteps=False, callback=DAPDCallback(update_freq=50))
+    assert frozen.pathway_discovery.frozen
+    assert all(th.equal(masks[n], m) for n, m in sb3_pathways.get_masks(frozen).items())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(window=0), r"window must be a positive int or None, got 0"),
+        (dict(moving_average=0), r"moving_average must be a positive int, got 0"),
+        (dict(update_freq="epoch"), r"update_freq must be 'episode' or a positive int, got 'epoch'"),
+        (dict(freeze_metric="return"), r"freeze_metric must be one of \('rollout', 'eval'\)"),
+        (dict(score_at="sparse"), r"score_at must be one of \('dense', 'masked'\)"),
+        (dict(max_warmup_steps=-5), r"max_warmup_steps must be a positive int or None"),
+    ],
+)
+def test_bad_arguments_are_rejected_at_construction(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DAPDCallback(**kwargs)
+
+
+def test_misuse_is_reported_at_training_start() -> None:
+    with pytest.raises(TypeError, match="DAPDCallback needs a model with a pathway policy"):
+        SAC("MlpPolicy", "Pendulum-v1").learn(10, callback=DAPDCallback())
+    with pytest.raises(TypeError, match="no training objective is registered for TRPO.*register_objective"):
+        TRPO(sb3_pathways.ppo.PathwayPolicy, "CartPole-v1").learn(10, callback=DAPDCallback())
+    bare = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
+    with pytest.raises(ValueError, match="freeze_metric='rollout' needs episode statistics"):
+        SAC("PathwayPolicy", bare).learn(10, callback=DAPDCallback(freeze_threshold=-200))
+    SAC("PathwayPolicy", bare, learning_starts=5).learn(10, callback=DAPDCallback())  # no threshold: fine
+    with pytest.raises(ValueError, match="freeze_metric='eval' needs an EvalCallback"):
+        SAC("PathwayPolicy", "Pendulum-v1").learn(10, callback=DAPDCallback(freeze_threshold=-200, freeze_metric="eval"))
+
+
+def test_register_objective_adds_an_algorithm() -> None:
+    def trpo_value_objective(model, batch):
+        values, _, _ = model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
+        loss = F.mse_loss(batch.returns, values.flatten())
+        return {"critic": loss}
+
+    sb3_pathways.register_objective(TRPO, trpo_value_objective)
+    try:
+        model = TRPO(sb3_pathways.ppo.PathwayPolicy, "CartPole-v1", n_steps=64, batch_size=64, seed=0)
+        critic_before = {n: m.clone() for n, m in sb3_pathways.get_masks(model).items() if "value" in n}
+        actor_before = {n: m.clone() for n, m in sb3_pathways.get_masks(model).items() if "value" not in n}
+        model.learn(64, callback=DAPDCallback())
+        after = sb3_pathways.get_masks(model)
+        assert any(not th.equal(after[n], m) for n, m in critic_before.items())
+        assert all(th.equal(after[n], m) for n, m in actor_before.items())  # no loss for the actor: unchanged
+    finally:
+        from sb3_pathways.scoring.objectives import _OBJECTIVES
+
+        _OBJECTIVES.pop(TRPO, None)
+    with pytest.raises(TypeError, match="algorithm must be a BaseAlgorithm subclass"):
+        sb3_pathways.register_objective(object, trpo_value_objective)  # type: ignore[arg-type]
+
+
+def test_newest_transitions_across_envs_and_wrap_around() -> None:
+    space = gym.spaces.Box(-np.inf, np.inf, (1,), dtype=np.float32)
+    # 10 transitions = 5 time slots of 2 envs; 8 steps wrap around: the slots hold steps 5, 6, 7, 3, 4
+    buffer = ReplayBuffer(10, space, gym.spaces.Box(-1, 1, (1,), dtype=np.float32), device="cpu", n_envs=2)
+    for t in range(8):
+        obs = np.array([[t * 10.0], [t * 10.0 + 1]], dtype=np.float32)
+        buffer.add(
+            obs, obs + 0.5, np.zeros((2, 1), dtype=np.float32), np.array([t, t], dtype=np.float32), np.zeros(2), [{}, {}]
+        )
+    rng = np.random.get_state()
+    batch = newest_replay_transitions(buffer, 5)
+    assert np.array_equal(np.random.get_state()[1], rng[1])
+    assert sorted(batch.observations.flatten().tolist()) == [50.0, 60.0, 61.0, 70.0, 71.0]
+    th.testing.assert_close(batch.next_observations, batch.observations + 0.5)
+    th.testing.assert_close(batch.rewards.flatten(), (batch.observations.flatten() // 10))
+    everything = newest_replay_transitions(buffer, 100)
+    assert len(everything.observations) == 10
