@@ -275,7 +275,7 @@ def test_bad_arguments_are_rejected_at_construction(kwargs: dict, message: str) 
 def test_misuse_is_reported_at_training_start() -> None:
     with pytest.raises(TypeError, match="DAPDCallback needs a model with a pathway policy"):
         SAC("MlpPolicy", "Pendulum-v1").learn(10, callback=DAPDCallback())
-    with pytest.raises(TypeError, match="no training objective is registered for TRPO.*register_objective"):
+    with pytest.raises(TypeError, match=r"no training objective is registered for TRPO.*register_objective"):
         TRPO(sb3_pathways.ppo.PathwayPolicy, "CartPole-v1").learn(10, callback=DAPDCallback())
     bare = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
     with pytest.raises(ValueError, match="freeze_metric='rollout' needs episode statistics"):
