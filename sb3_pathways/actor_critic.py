@@ -12,12 +12,17 @@ from sb3_pathways.policies import PathwayPolicyMixin
 
 class ActorCriticPathways(PathwayPolicyMixin):
     """Off-policy actor-critic layout (SAC, TQC, CrossQ, TD3, DDPG): networks ``"actor"`` and
-    ``"critic"``; ``critic_target`` uses the critic's masks."""
+    ``"critic"``; ``critic_target`` uses the critic's masks. Each Q-network of the critic
+    ensemble (``qf0``, ``qf1``, ...) keeps its own share of the critic's active weights."""
 
     pathway_targets: ClassVar[dict[str, str]] = {"critic_target": "critic"}
 
     def pathway_network_paths(self) -> dict[str, list[str]]:
         return {"actor": ["actor"], "critic": ["critic"]}
+
+    def pathway_ensembles(self) -> dict[str, list[str]]:
+        critic = self.get_submodule("critic")
+        return {"critic": [f"critic.{name}" for name, _ in critic.named_children() if name.startswith("qf")]}
 
 
 class OnPolicyPathways(PathwayPolicyMixin):

@@ -71,6 +71,13 @@ class PathwayPolicyMixin(BasePolicy):
         self.mask_init = validate_mask_init(mask_init)
         super().__init__(*args, **kwargs)
 
+    def pathway_ensembles(self) -> dict[str, list[str]]:
+        """
+        Network name -> paths of its ensemble members (e.g. twin Q-networks), each of which
+        gets its own share of the network's active weights. None by default.
+        """
+        return {}
+
     def pathway_network_paths(self) -> dict[str, list[str]]:
         """
         Network name -> paths of the submodules that make it up. A layer reached from two
@@ -146,6 +153,11 @@ class PathwayPolicyMixin(BasePolicy):
             if not layers:
                 continue
             pathway = NetworkPathway(name, keep_ratios[name], layers, optimizers=optimizers)
+            members = [f"{path}." for path in self.pathway_ensembles().get(name, [])]
+            if members:
+                pathway.groups = [[layer for layer in layers if layer.startswith(member)] for member in members]
+                rest = [layer for layer in layers if not layer.startswith(tuple(members))]
+                pathway.groups = [group for group in [*pathway.groups, rest] if group]
             result[name] = pathway
             for layer_name, layer in layers.items():
                 by_layer[id(layer)] = (pathway, layer_name)

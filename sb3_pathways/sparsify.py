@@ -6,7 +6,6 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_pathways.masking.pathway import NetworkPathway
-from sb3_pathways.masking.selection import top_k_masks
 from sb3_pathways.policies import PathwayPolicyMixin, SparsitySpec, validate_sparsity
 from sb3_pathways.registry import PATHWAY_EQUIVALENTS
 
@@ -54,7 +53,7 @@ def sparsify(model: BaseAlgorithm, sparsity: SparsitySpec = 0.95, method: str = 
 
 
 def _magnitude_masks(network: NetworkPathway) -> dict[str, th.Tensor]:
-    """Global top-k |θ| across the network's layers."""
-    weights = network.full_weights()
-    masks = top_k_masks([weight.abs() for weight in weights.values()], network.n_keep)
-    return dict(zip(weights, masks))
+    """Top-k |θ| across the network's layers (per selection group)."""
+    masks = network.top_k({name: weight.abs() for name, weight in network.full_weights().items()})
+    assert masks is not None
+    return masks

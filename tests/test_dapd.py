@@ -145,6 +145,25 @@ def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
             assert th.equal(mask[0], expected[layer_name])
 
 
+def test_each_q_network_of_a_critic_ensemble_keeps_its_share(case: AlgoCase) -> None:
+    model = case.make(sparsity=0.95)
+    if not hasattr(model.policy, "critic"):
+        pytest.skip("no critic ensemble")
+    critic = model.policy.pathways()["critic"]
+    n_members = len(model.policy.critic.q_networks)
+    assert len(critic.selection_groups()) == n_members
+    # one Q-network scores far higher than the others: it still cannot take their weights
+    scores = {
+        name: th.rand(layer.weight.shape) * (1000.0 if ".qf0." in name else 1.0) for name, layer in critic.layers.items()
+    }
+    masks = critic.top_k(scores)
+    assert masks is not None
+    budgets = critic.group_budgets()
+    assert sum(budgets) == critic.n_keep
+    for group, budget in zip(critic.selection_groups(), budgets):
+        assert sum(int(masks[name].sum()) for name in group) == budget > 0
+
+
 def test_zero_kth_score_keeps_the_previous_mask() -> None:
     model, _ = _tiny_sac()
     network = model.policy.pathways()["critic"]

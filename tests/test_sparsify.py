@@ -23,10 +23,13 @@ def test_sparsify_trained_stock_model_by_magnitude(case: AlgoCase, tmp_path) -> 
     for network in model.policy.pathways().values():
         names = list(network.layers)
         assert sum(int(masks[n].sum()) for n in names) == keep_count(network.n_prunable, 0.1)
-        # the kept weights are the largest in magnitude across the network's layers
-        kept = th.cat([dense[n][masks[n]].abs() for n in names])
-        pruned = th.cat([dense[n][~masks[n]].abs() for n in names])
-        assert kept.min() >= pruned.max()
+        # the kept weights are the largest in magnitude across the layers of each selection
+        # group (the whole network, or each Q-network of a critic ensemble)
+        for group, budget in zip(network.selection_groups(), network.group_budgets()):
+            kept = th.cat([dense[n][masks[n]].abs() for n in group])
+            pruned = th.cat([dense[n][~masks[n]].abs() for n in group])
+            assert len(kept) == budget
+            assert kept.min() >= pruned.max()
         for n in names:
             weight = model.policy.get_parameter(n)
             assert th.equal(weight[masks[n]], dense[n][masks[n]])

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch as th
 
 from sb3_pathways.masking.layers import MaskedWeightMixin
-from sb3_pathways.masking.selection import keep_count
+from sb3_pathways.masking.selection import keep_count, largest_remainder, top_k_masks
 
 
 @dataclass
@@ -22,6 +22,10 @@ class NetworkPathway:
     :param layers: masked layers, keyed by the qualified name of their weight in the policy
     :param followers: for a layer name, the target-network layers that use the same mask
     :param optimizers: optimizers whose state is reset for weights that change state
+    :param groups: layer names of each ensemble member (e.g. each of SAC's twin Q-networks);
+        score-based selection keeps a share of k proportional to each group's size and takes
+        the top-k within it, so no member can lose all its weights to another. Empty: one
+        group of all layers (global top-k across the network).
     """
 
     name: str
@@ -29,6 +33,7 @@ class NetworkPathway:
     layers: dict[str, MaskedWeightMixin]
     followers: dict[str, list[MaskedWeightMixin]] = field(default_factory=dict)
     optimizers: list[th.optim.Optimizer] = field(default_factory=list)
+    groups: list[list[str]] = field(default_factory=list)
 
     @property
     def n_prunable(self) -> int:
@@ -42,6 +47,38 @@ class NetworkPathway:
     @property
     def n_pathways(self) -> int:
         return next(iter(self.layers.values())).n_pathways
+
+    def selection_groups(self) -> list[list[str]]:
+        """Layer names of each selection group (one group of all layers by default)."""
+        return self.groups or [list(self.layers)]
+
+    def group_budgets(self) -> list[int]:
+        """Active weights per selection group, proportional to size, summing exactly to k."""
+        sizes = [sum(self.layers[name].weight.numel() for name in group) for group in self.selection_groups()]
+        return largest_remainder([self.n_keep * size / sum(sizes) for size in sizes], self.n_keep, sizes)
+
+    def top_k(self, scores: Mapping[str, th.Tensor], require_positive: bool = False) -> dict[str, th.Tensor] | None:
+        """
+        Masks of the highest scores: global top-k across the layers of each selection group,
+        exactly k active in all.
+
+        :param scores: layer name -> score tensor shaped like the weight
+        :param require_positive: return ``None`` if a group's k-th highest score is not
+            positive (too few weights carry signal to choose from)
+        :return: layer name -> bool mask
+        """
+        masks: dict[str, th.Tensor] = {}
+        for group, budget in zip(self.selection_groups(), self.group_budgets()):
+            group_scores = [scores[name] for name in group]
+            if budget == 0:
+                masks.update({name: th.zeros_like(score, dtype=th.bool) for name, score in zip(group, group_scores)})
+                continue
+            if require_positive:
+                flat = th.cat([score.reshape(-1) for score in group_scores])
+                if th.topk(flat, budget, sorted=False).values.min() <= 0:
+                    return None
+            masks.update(zip(group, top_k_masks(group_scores, budget)))
+        return masks
 
     def masks(self) -> dict[str, th.Tensor]:
         """Current masks, shaped ``(n_pathways, *weight.shape)``."""

@@ -16,7 +16,7 @@ def keep_count(n_weights: int, keep_ratio: float) -> int:
     return round(keep_ratio * n_weights)
 
 
-def _largest_remainder(shares: Sequence[float], total: int, caps: Sequence[int]) -> list[int]:
+def largest_remainder(shares: Sequence[float], total: int, caps: Sequence[int]) -> list[int]:
     """Integer counts close to ``shares``, each at most its cap, summing exactly to ``total``."""
     counts = [min(math.floor(share), cap) for share, cap in zip(shares, caps)]
     order = sorted(range(len(shares)), key=lambda i: shares[i] - math.floor(shares[i]), reverse=True)
@@ -70,7 +70,7 @@ def layer_budgets(shapes: Sequence[th.Size], keep: int, distribution: str = "ran
         shares = [density * size for density, size in zip(_erk_densities(shapes, keep), sizes)]
     else:
         raise ValueError(f"mask_init must be one of {MASK_INITS}, got {distribution!r}")
-    return _largest_remainder(shares, keep, sizes)
+    return largest_remainder(shares, keep, sizes)
 
 
 def random_masks(

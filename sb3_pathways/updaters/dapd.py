@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
-from sb3_pathways.masking.selection import top_k_masks
 
 
 def normalise(scores: dict[str, th.Tensor]) -> th.Tensor:
@@ -50,18 +49,13 @@ class DiscoveryState:
 
 def dapd_masks(network: NetworkPathway, averaged: th.Tensor) -> dict[str, th.Tensor] | None:
     """
-    The global top-k of ``averaged`` over the network's layers, or ``None`` when the k-th
-    score is zero (too few weights carry signal: the previous mask stays).
+    The top-k of ``averaged`` over the network's layers (per selection group), or ``None``
+    when a k-th score is zero (too few weights carry signal: the previous mask stays).
 
-    :param network: the network's pathway (gives k and the layer shapes)
+    :param network: the network's pathway (gives k, the layer shapes and groups)
     :param averaged: flat averaged score vector, layers in ``network.layers`` order
     """
-    keep = network.n_keep
-    if keep == 0:
-        return None
-    if th.topk(averaged, keep, sorted=False).values.min() <= 0:
-        return None
     shapes = [layer.weight.shape for layer in network.layers.values()]
     parts = averaged.to(next(iter(network.layers.values())).weight.device).split([s.numel() for s in shapes])
-    masks = top_k_masks([part.view(shape) for part, shape in zip(parts, shapes)], keep)
-    return dict(zip(network.layers, masks))
+    scores = {name: part.view(shape) for name, part, shape in zip(network.layers, parts, shapes)}
+    return network.top_k(scores, require_positive=True)
