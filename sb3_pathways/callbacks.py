@@ -77,7 +77,7 @@ class DAPDCallback(BaseCallback):
     The initial pathway is found from the first data the agent collects (the
     ``learning_starts`` transitions off-policy, the first rollout on-policy), before the first
     gradient step. During warm-up, the weights are rescored on the most recent ``window``
-    transitions with the algorithm's own loss (|θ · ∂L/∂θ|), each network's scores are
+    transitions with the algorithm's own loss (``abs(θ · ∂L/∂θ)``), each network's scores are
     normalised to sum 1, averaged over the last ``moving_average`` updates, and the global
     top-k of every network becomes its mask. Once the return reaches ``freeze_threshold`` (or
     after ``max_warmup_steps``), the masks are frozen for the rest of training.

@@ -53,7 +53,7 @@ def sparsify(model: BaseAlgorithm, sparsity: SparsitySpec = 0.95, method: str = 
 
 
 def _magnitude_masks(network: NetworkPathway) -> dict[str, th.Tensor]:
-    """Top-k |θ| across the network's layers (per selection group)."""
+    """Top-k ``abs(θ)`` across the network's layers (per selection group)."""
     masks = network.top_k({name: weight.abs() for name, weight in network.full_weights().items()})
     assert masks is not None
     return masks

@@ -1,4 +1,4 @@
-"""Connection sensitivity (SNIP) scores |θ · ∂L/∂θ| with an algorithm's own loss.
+"""Connection sensitivity (SNIP) scores ``abs(θ · ∂L/∂θ)`` with an algorithm's own loss.
 
 Scoring is side-effect free: no optimizer steps, no ``.grad`` written, random generators,
 batch-norm statistics and train/eval modes restored afterwards.
@@ -71,7 +71,7 @@ def connection_sensitivity(
     chunk_size: int = 2048,
 ) -> dict[str, dict[str, th.Tensor]]:
     """
-    SNIP scores S(θ_q) = |θ_q · ∂L/∂θ_q| of every masked weight, with L the algorithm's
+    SNIP scores ``S(θ_q) = abs(θ_q · ∂L/∂θ_q)`` of every masked weight, with L the algorithm's
     training loss for the weight's network, averaged over ``batch``. Each network is scored
     with the rest of the agent as it runs (other networks and targets masked).
 
