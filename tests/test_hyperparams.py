@@ -28,7 +28,7 @@ EXPECTED = {
 
 def _entries(algo: str) -> dict:
     with open(HYPERPARAMS / f"{algo}.yml") as file:
-        return yaml.load(file, Loader=yaml.UnsafeLoader)  # noqa: S506 (rl-zoo3 reads them so)
+        return yaml.load(file, Loader=yaml.UnsafeLoader)  # as rl-zoo3 reads them
 
 
 @pytest.mark.parametrize("algo", sorted(EXPECTED))
@@ -38,7 +38,7 @@ def test_every_entry_uses_a_pathway_policy_and_dapd(algo: str) -> None:
     for env_id, hyperparams in entries.items():
         assert hyperparams["policy"] in ALGOS[algo].policy_aliases, (algo, env_id)
         assert hyperparams["policy"].startswith("Pathway")
-        policy_kwargs = eval(hyperparams["policy_kwargs"])  # noqa: S307 (rl-zoo3 evaluates it so)
+        policy_kwargs = eval(hyperparams["policy_kwargs"])  # as rl-zoo3 evaluates it
         assert policy_kwargs["sparsity"] == 0.95
         callbacks = get_callback_list(hyperparams)
         assert len(callbacks) == 1 and isinstance(callbacks[0], DAPDCallback), (algo, env_id)
