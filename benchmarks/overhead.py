@@ -1,8 +1,9 @@
 """Training speed of pathway policies against the stock dense policy, in the same run.
 
-For each algorithm, dense (``MlpPolicy``) and pathway (``PathwayPolicy``) models are trained
-alternately, ``--repeats`` times each, and the environment steps per second of a timed
-``learn`` call (after an untimed warm-up that fills the buffer) are compared by their medians.
+For each algorithm, dense (``MlpPolicy``), pathway (``PathwayPolicy``, fixed mask) and
+pathway with DAPD rescoring at every episode end are trained in turn, ``--repeats`` times
+each, and the environment steps per second of a timed ``learn`` call (after an untimed
+warm-up that fills the buffer) are compared by their medians.
 
     python benchmarks/overhead.py                 # SAC HalfCheetah-v5, PPO and DQN CartPole-v1
     python benchmarks/overhead.py --algos sac --repeats 7 --steps 2000
@@ -21,7 +22,7 @@ import torch as th
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-import sb3_pathways  # noqa: F401  (registers "PathwayPolicy")
+from sb3_pathways import DAPDCallback
 
 SETUPS: dict[str, tuple[type[BaseAlgorithm], str, dict[str, Any], int]] = {
     # algo name: (class, env id, kwargs, warm-up steps)
@@ -33,7 +34,11 @@ SETUPS: dict[str, tuple[type[BaseAlgorithm], str, dict[str, Any], int]] = {
 
 def variants() -> dict[str, tuple[str, Any]]:
     """Variant name -> (policy alias, callback factory)."""
-    return {"dense": ("MlpPolicy", lambda: None), "pathway": ("PathwayPolicy", lambda: None)}
+    return {
+        "dense": ("MlpPolicy", lambda: None),
+        "pathway": ("PathwayPolicy", lambda: None),
+        "pathway+dapd": ("PathwayPolicy", lambda: DAPDCallback()),
+    }
 
 
 def steps_per_second(algo: str, policy: str, callback: Any, steps: int, seed: int) -> float:
