@@ -23,10 +23,15 @@ from typing import Any
 THRESHOLDS = {"Pendulum-v1": -250.0, "HalfCheetah-v5": 8000.0, "Hopper-v5": 3000.0, "Walker2d-v5": 4000.0}
 
 
-def run(method: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, threshold: float) -> dict:
+def run(
+    method: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, threshold: float, path: Path
+) -> dict:
+    """Train one run and write its JSON to ``path`` (an existing file is read back, not redone)."""
+    if path.exists():
+        return json.loads(path.read_text())
     import torch as th
     from stable_baselines3 import SAC
-    from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
 
     import sb3_pathways
@@ -37,8 +42,20 @@ def run(method: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_ep
     policy = "PathwayPolicy" if method == "dapd" else "MlpPolicy"
     policy_kwargs: dict[str, Any] = {"sparsity": 0.95} if method == "dapd" else {}
     model = SAC(policy, env_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs)
+    evaluations: list[tuple[int, float]] = []
+
+    class RecordEvaluation(BaseCallback):
+        def _on_step(self) -> bool:
+            assert self.parent is not None
+            evaluations.append((self.num_timesteps, float(self.parent.last_mean_reward)))
+            return True
+
     evaluation = EvalCallback(
-        make_vec_env(env_id, seed=seed + 1000), eval_freq=eval_freq, n_eval_episodes=eval_episodes, verbose=0
+        make_vec_env(env_id, seed=seed + 1000),
+        eval_freq=eval_freq,
+        n_eval_episodes=eval_episodes,
+        callback_after_eval=RecordEvaluation(),
+        verbose=0,
     )
     callbacks: list[Any] = [evaluation]
     if method == "dapd":
@@ -49,8 +66,8 @@ def run(method: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_ep
         "env": env_id,
         "seed": seed,
         "steps": steps,
-        "eval_steps": [int(t) for t in evaluation.evaluations_timesteps],
-        "eval_returns": [float(r.mean()) for r in evaluation.evaluations_results],
+        "eval_steps": [step for step, _ in evaluations],
+        "eval_returns": [value for _, value in evaluations],
         "seconds": time.perf_counter() - start,
     }
     if method == "dapd":
@@ -60,6 +77,8 @@ def run(method: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_ep
             mask_updates=state.n_updates,
             sparsity={name: s.sparsity for name, s in sb3_pathways.pathway_stats(model).items()},
         )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -78,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     threshold = args.threshold if args.threshold is not None else THRESHOLDS.get(args.env, float("inf"))
     output = args.output or Path(f"benchmarks/results/dapd_vs_dense_{args.env}.json")
 
+    runs = output.with_suffix("")  # one JSON per finished run: an interrupted benchmark resumes
     jobs = [
-        (m, args.env, s, args.steps, args.eval_freq, args.eval_episodes, threshold)
+        (m, args.env, s, args.steps, args.eval_freq, args.eval_episodes, threshold, runs / f"{m}_seed{s}_{args.steps}.json")
         for s in args.seeds
         for m in ("dense", "dapd")
     ]
