@@ -5,7 +5,14 @@ Importing the package registers the ``"PathwayPolicy"``, ``"PathwayCnnPolicy"`` 
 """
 
 from sb3_pathways import a2c, crossq, ddpg, dqn, ppo, qrdqn, sac, td3, tqc
-from sb3_pathways.callbacks import DAPDCallback, PathwayLoggerCallback
+from sb3_pathways.callbacks import (
+    DAPDCallback,
+    PathwayLoggerCallback,
+    PathwayUpdateCallback,
+    RigLCallback,
+    SETCallback,
+    SNIPCallback,
+)
 from sb3_pathways.policies import PathwayPolicyMixin
 from sb3_pathways.scoring import connection_sensitivity, register_objective
 from sb3_pathways.sparsify import sparsify
@@ -16,6 +23,10 @@ __all__ = [
     "DAPDCallback",
     "PathwayLoggerCallback",
     "PathwayPolicyMixin",
+    "PathwayUpdateCallback",
+    "RigLCallback",
+    "SETCallback",
+    "SNIPCallback",
     "__version__",
     "a2c",
     "connection_sensitivity",

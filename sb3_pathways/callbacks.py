@@ -17,9 +17,10 @@ from stable_baselines3.common.vec_env import VecMonitor, is_vecenv_wrapped
 from sb3_pathways.policies import pathway_policy
 from sb3_pathways.scoring.data import newest_transitions, stored_transitions
 from sb3_pathways.scoring.objectives import objective_for
-from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
 from sb3_pathways.stats import record_pathway_stats
-from sb3_pathways.updaters.dapd import DiscoveryState, dapd_masks, normalise
+from sb3_pathways.updaters.base import DiscoveryState, MaskUpdater, UpdateContext
+from sb3_pathways.updaters.dapd import DAPDUpdater, SNIPUpdater
+from sb3_pathways.updaters.evolution import RigLUpdater, SETUpdater
 
 #: attribute of the model that holds the discovery state (saved in the model zip)
 STATE_ATTRIBUTE = "pathway_discovery"
@@ -70,7 +71,217 @@ def _walk_callbacks(callback: BaseCallback | None) -> Iterator[BaseCallback]:
         yield from _walk_callbacks(callback.callback)
 
 
-class DAPDCallback(BaseCallback):
+class PathwayUpdateCallback(BaseCallback):
+    """
+    Runs a mask update rule (:class:`~sb3_pathways.updaters.MaskUpdater`) during training:
+    decides when it runs, which transitions it sees, when the masks freeze, installs the new
+    masks (targets and optimizer state included), logs and keeps the run's state on the model.
+
+    :param updater: the mask update rule
+    :param update_freq: ``"episode"`` (update when an episode ends) or a number of
+        environment steps between updates
+    :param window: transitions the rule sees at each update; default max(batch size, length
+        of the last episode). The initial discovery sees everything collected so far.
+    :param freeze_threshold: return at which the masks freeze; ``None``: no return threshold
+    :param freeze_metric: ``"rollout"``: mean return of the recent training episodes (needs
+        Monitor episode statistics); ``"eval"``: last mean reward of an ``EvalCallback`` run
+        in the same ``learn`` call
+    :param continual: keep updating after the threshold is reached (the step at which it
+        was reached is still recorded)
+    :param max_warmup_steps: freeze once training reaches this many environment steps
+    :param end_fraction: freeze once training reaches this share of the ``learn`` call's
+        total steps (the end of the rule's schedule); ``None``: no such end
+    :param verbose: 1 prints mask updates and the freeze
+    """
+
+    def __init__(
+        self,
+        updater: MaskUpdater,
+        update_freq: int | str = "episode",
+        window: int | None = None,
+        freeze_threshold: float | None = None,
+        freeze_metric: str = "rollout",
+        continual: bool = False,
+        max_warmup_steps: int | None = None,
+        end_fraction: float | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        if not isinstance(updater, MaskUpdater):
+            raise TypeError(f"updater must be a MaskUpdater, got {updater!r}")
+        if update_freq != "episode":
+            try:
+                _positive_int(update_freq, "update_freq")
+            except ValueError:
+                raise ValueError(f"update_freq must be 'episode' or a positive int, got {update_freq!r}") from None
+        if freeze_metric not in FREEZE_METRICS:
+            raise ValueError(f"freeze_metric must be one of {FREEZE_METRICS}, got {freeze_metric!r}")
+        if freeze_threshold is not None and (
+            isinstance(freeze_threshold, bool) or not isinstance(freeze_threshold, (int, float))
+        ):
+            raise ValueError(f"freeze_threshold must be a number or None, got {freeze_threshold!r}")
+        if end_fraction is not None and not 0.0 < end_fraction <= 1.0:
+            raise ValueError(f"end_fraction must be in (0, 1] or None, got {end_fraction!r}")
+        self.updater = updater
+        self.update_freq = update_freq
+        self.window = _optional_positive_int(window, "window")
+        self.freeze_threshold = freeze_threshold
+        self.freeze_metric = freeze_metric
+        self.continual = bool(continual)
+        self.max_warmup_steps = _optional_positive_int(max_warmup_steps, "max_warmup_steps")
+        self.end_fraction = end_fraction
+        self._end_step: int | None = None
+        self._eval_callback: EvalCallback | None = None
+        self._episode_ended = False
+        self._episode_steps = np.zeros(1, dtype=np.int64)
+        self._last_episode_length: int | None = None
+
+    @property
+    def state(self) -> DiscoveryState:
+        """The discovery state stored on the model."""
+        return getattr(self.model, STATE_ATTRIBUTE)
+
+    def _init_callback(self) -> None:
+        pathway_policy(self.model, type(self).__name__)
+        if self.updater.needs_data:
+            objective_for(self.model)
+        if not isinstance(getattr(self.model, STATE_ATTRIBUTE, None), DiscoveryState):
+            setattr(self.model, STATE_ATTRIBUTE, DiscoveryState())
+        self._episode_steps = np.zeros(self.model.n_envs, dtype=np.int64)
+
+    def _on_training_start(self) -> None:
+        if self.end_fraction is not None:
+            self._end_step = int(self.end_fraction * self.model._total_timesteps)
+        if self.freeze_threshold is None:
+            return
+        if self.freeze_metric == "rollout":
+            env = self.model.get_env()
+            has_monitor = env is not None and (all(env.env_is_wrapped(Monitor)) or is_vecenv_wrapped(env, VecMonitor))
+            if not has_monitor:
+                raise ValueError(
+                    "freeze_metric='rollout' needs episode statistics, but the environment is not wrapped in a Monitor "
+                    "(use make_vec_env, Monitor or VecMonitor), or use freeze_metric='eval' with an EvalCallback"
+                )
+        else:
+            evals = [cb for cb in _walk_callbacks(self.locals.get("callback")) if isinstance(cb, EvalCallback)]
+            if not evals:
+                raise ValueError(
+                    "freeze_metric='eval' needs an EvalCallback in the same learn() call, e.g. "
+                    f"callback=[EvalCallback(eval_env), {type(self).__name__}(freeze_metric='eval', ...)]"
+                )
+            self._eval_callback = evals[0]
+
+    def _on_step(self) -> bool:
+        dones = np.asarray(self.locals["dones"], dtype=bool)
+        self._episode_steps += 1
+        if dones.any():
+            self._episode_ended = True
+            self._last_episode_length = int(self._episode_steps[dones].max())
+            self._episode_steps[dones] = 0
+        return True
+
+    def _on_rollout_end(self) -> None:
+        state = self.state
+        updated = False
+        if not state.initialised:
+            if isinstance(self.model, OffPolicyAlgorithm) and self.num_timesteps <= self.model.learning_starts:
+                return
+            if self.updater.discovers_initial_pathway:
+                self._update(stored_transitions(self._buffer()), initial=True)
+                updated = True
+            else:
+                state.last_update_step = self.num_timesteps
+            state.initialised = True
+        elif (not state.frozen or self.continual) and self._update_due():
+            self._update(self._window())
+            updated = True
+        was_frozen = state.frozen
+        self._check_freeze()
+        if updated or self._episode_ended or state.frozen != was_frozen:
+            self._record()
+
+    def _buffer(self) -> BaseBuffer:
+        if isinstance(self.model, OffPolicyAlgorithm):
+            assert self.model.replay_buffer is not None
+            return self.model.replay_buffer
+        assert isinstance(self.model, OnPolicyAlgorithm)
+        return self.model.rollout_buffer
+
+    def _update_due(self) -> bool:
+        if self.update_freq == "episode":
+            return self._episode_ended
+        return self.num_timesteps - self.state.last_update_step >= int(self.update_freq)
+
+    def _window(self) -> int:
+        if self.window is not None:
+            return self.window
+        batch_size = getattr(self.model, "batch_size", None) or self._buffer().buffer_size * self.model.n_envs
+        return max(batch_size, self._last_episode_length or 0)
+
+    def _update(self, window: int, initial: bool = False) -> None:
+        state = self.state
+        policy = pathway_policy(self.model, type(self).__name__)
+        pathways = policy.pathways()
+        context = UpdateContext(
+            model=self.model,
+            pathways=pathways,
+            state=state,
+            step=self.num_timesteps,
+            end_step=self._end_step,
+            batch=newest_transitions(self.model, window) if self.updater.needs_data else None,
+        )
+        masks = self.updater.initial_masks(context) if initial else self.updater.update_masks(context)
+        grown_value = 0.0 if self.updater.grow_at_zero else None
+        for name in pathways:
+            change = pathways[name].set_masks(masks[name], grown_value) if name in masks else 0.0
+            self.logger.record(f"pathways/{name}/mask_change", change)
+            if self.verbose >= 1:
+                print(f"{type(self).__name__} step {self.num_timesteps}: {name} mask change {change:.2%}")
+        state.n_updates += 1
+        state.last_update_step = self.num_timesteps
+        self._episode_ended = False
+
+    def freeze_metric_value(self) -> float | None:
+        """The current value of the freeze metric, or ``None`` if none is available yet."""
+        if self.freeze_metric == "eval":
+            value = self._eval_callback.last_mean_reward if self._eval_callback is not None else -np.inf
+            return None if not np.isfinite(value) else float(value)
+        episodes = self.model.ep_info_buffer
+        return float(safe_mean([episode["r"] for episode in episodes])) if episodes else None
+
+    def _check_freeze(self) -> None:
+        state = self.state
+        if state.frozen:
+            return
+        if self.freeze_threshold is not None and state.threshold_step is None:
+            value = self.freeze_metric_value()
+            if value is not None and value >= self.freeze_threshold:
+                state.threshold_step = self.num_timesteps
+                if not self.continual:
+                    self._freeze(f"{self.freeze_metric} return {value:.1f} >= {self.freeze_threshold}")
+        ends = [step for step in (self.max_warmup_steps, self._end_step) if step is not None]
+        if not state.frozen and ends and self.num_timesteps >= min(ends):
+            self._freeze(f"step {min(ends)} reached")
+
+    def _freeze(self, reason: str) -> None:
+        self.state.frozen = True
+        self.state.frozen_step = self.num_timesteps
+        if self.verbose >= 1:
+            print(f"{type(self).__name__}: masks frozen at step {self.num_timesteps} ({reason})")
+
+    def _record(self) -> None:
+        state = self.state
+        self.logger.record("pathways/mask_updates", state.n_updates)
+        self.logger.record("pathways/frozen", int(state.frozen))
+        if state.frozen_step is not None:
+            self.logger.record("pathways/frozen_step", state.frozen_step)
+        if state.threshold_step is not None:
+            self.logger.record("pathways/threshold_step", state.threshold_step)
+        record_pathway_stats(self.logger, self.model)
+        self._episode_ended = False
+
+
+class DAPDCallback(PathwayUpdateCallback):
     """
     Data Adaptive Pathway Discovery (Arnob et al., NeurIPS 2024) for any pathway policy.
 
@@ -78,9 +289,9 @@ class DAPDCallback(BaseCallback):
     ``learning_starts`` transitions off-policy, the first rollout on-policy), before the first
     gradient step. During warm-up, the weights are rescored on the most recent ``window``
     transitions with the algorithm's own loss (``abs(θ · ∂L/∂θ)``), each network's scores are
-    normalised to sum 1, averaged over the last ``moving_average`` updates, and the global
-    top-k of every network becomes its mask. Once the return reaches ``freeze_threshold`` (or
-    after ``max_warmup_steps``), the masks are frozen for the rest of training.
+    normalised to sum 1, averaged over the last ``moving_average`` updates, and the top-k of
+    every network becomes its mask. Once the return reaches ``freeze_threshold`` (or after
+    ``max_warmup_steps``), the masks are frozen for the rest of training.
 
     :param update_freq: ``"episode"`` (rescore when an episode ends, as the reference
         implementation) or a number of environment steps between updates
@@ -114,159 +325,81 @@ class DAPDCallback(BaseCallback):
         chunk_size: int = 2048,
         verbose: int = 0,
     ) -> None:
-        super().__init__(verbose)
-        if update_freq != "episode":
-            try:
-                _positive_int(update_freq, "update_freq")
-            except ValueError:
-                raise ValueError(f"update_freq must be 'episode' or a positive int, got {update_freq!r}") from None
-        if freeze_metric not in FREEZE_METRICS:
-            raise ValueError(f"freeze_metric must be one of {FREEZE_METRICS}, got {freeze_metric!r}")
-        if score_at not in SCORE_AT:
-            raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
-        if freeze_threshold is not None and not isinstance(freeze_threshold, (int, float)):
-            raise ValueError(f"freeze_threshold must be a number or None, got {freeze_threshold!r}")
-        self.update_freq = update_freq
-        self.window = _optional_positive_int(window, "window")
-        self.moving_average = _positive_int(moving_average, "moving_average")
-        self.freeze_threshold = freeze_threshold
-        self.freeze_metric = freeze_metric
-        self.continual = bool(continual)
-        self.max_warmup_steps = _optional_positive_int(max_warmup_steps, "max_warmup_steps")
+        updater = DAPDUpdater(
+            moving_average=_positive_int(moving_average, "moving_average"),
+            score_at=score_at,
+            chunk_size=_positive_int(chunk_size, "chunk_size"),
+        )
+        super().__init__(
+            updater,
+            update_freq=update_freq,
+            window=window,
+            freeze_threshold=freeze_threshold,
+            freeze_metric=freeze_metric,
+            continual=continual,
+            max_warmup_steps=max_warmup_steps,
+            verbose=verbose,
+        )
+        self.moving_average = updater.moving_average
         self.score_at = score_at
-        self.chunk_size = _positive_int(chunk_size, "chunk_size")
-        self._eval_callback: EvalCallback | None = None
-        self._episode_ended = False
-        self._episode_steps = np.zeros(1, dtype=np.int64)
-        self._last_episode_length: int | None = None
 
-    @property
-    def state(self) -> DiscoveryState:
-        """The discovery state stored on the model."""
-        return getattr(self.model, STATE_ATTRIBUTE)
 
-    def _init_callback(self) -> None:
-        pathway_policy(self.model, type(self).__name__)
-        objective_for(self.model)
-        if not isinstance(getattr(self.model, STATE_ATTRIBUTE, None), DiscoveryState):
-            setattr(self.model, STATE_ATTRIBUTE, DiscoveryState())
-        self._episode_steps = np.zeros(self.model.n_envs, dtype=np.int64)
+class SNIPCallback(PathwayUpdateCallback):
+    """
+    One-shot SNIP: the pathway is scored once with the algorithm's loss on the first data
+    collected (before the first gradient step) and frozen for the rest of training.
 
-    def _on_training_start(self) -> None:
-        if self.freeze_threshold is None:
-            return
-        if self.freeze_metric == "rollout":
-            env = self.model.get_env()
-            has_monitor = env is not None and (all(env.env_is_wrapped(Monitor)) or is_vecenv_wrapped(env, VecMonitor))
-            if not has_monitor:
-                raise ValueError(
-                    "freeze_metric='rollout' needs episode statistics, but the environment is not wrapped in a Monitor "
-                    "(use make_vec_env, Monitor or VecMonitor), or use freeze_metric='eval' with an EvalCallback"
-                )
-        else:
-            evals = [cb for cb in _walk_callbacks(self.locals.get("callback")) if isinstance(cb, EvalCallback)]
-            if not evals:
-                raise ValueError(
-                    "freeze_metric='eval' needs an EvalCallback in the same learn() call, e.g. "
-                    "callback=[EvalCallback(eval_env), DAPDCallback(freeze_metric='eval', ...)]"
-                )
-            self._eval_callback = evals[0]
+    :param score_at: ``"dense"`` or ``"masked"``
+    :param verbose: verbosity level
+    """
 
-    def _on_step(self) -> bool:
-        dones = np.asarray(self.locals["dones"], dtype=bool)
-        self._episode_steps += 1
-        if dones.any():
-            self._episode_ended = True
-            self._last_episode_length = int(self._episode_steps[dones].max())
-            self._episode_steps[dones] = 0
-        return True
+    def __init__(self, score_at: str = "dense", verbose: int = 0) -> None:
+        super().__init__(SNIPUpdater(score_at=score_at), update_freq="episode", max_warmup_steps=1, verbose=verbose)
 
-    def _on_rollout_end(self) -> None:
-        state = self.state
-        updated = False
-        if not state.initialised:
-            if isinstance(self.model, OffPolicyAlgorithm) and self.num_timesteps <= self.model.learning_starts:
-                return
-            self._update(stored_transitions(self._buffer()))
-            state.initialised = True
-            updated = True
-        elif (not state.frozen or self.continual) and self._update_due():
-            self._update(self._window())
-            updated = True
-        was_frozen = state.frozen
-        self._check_freeze()
-        if updated or self._episode_ended or state.frozen != was_frozen:
-            self._record()
 
-    def _buffer(self) -> BaseBuffer:
-        if isinstance(self.model, OffPolicyAlgorithm):
-            assert self.model.replay_buffer is not None
-            return self.model.replay_buffer
-        assert isinstance(self.model, OnPolicyAlgorithm)
-        return self.model.rollout_buffer
+class SETCallback(PathwayUpdateCallback):
+    """
+    SET (Mocanu et al., 2018): every ``update_interval`` steps each layer replaces its
+    smallest active weights by random new connections; the share replaced decays from
+    ``drop_fraction`` to 0 (cosine) at ``end_fraction`` of training, when the mask freezes.
+    Start from ``mask_init="erk"`` as the paper's RL study does.
 
-    def _update_due(self) -> bool:
-        if self.update_freq == "episode":
-            return self._episode_ended
-        return self.num_timesteps - self.state.last_update_step >= int(self.update_freq)
+    :param update_interval: environment steps between updates
+    :param drop_fraction: share of each layer's active weights replaced at the first update
+    :param end_fraction: share of the training steps after which the mask is fixed
+    :param verbose: verbosity level
+    """
 
-    def _window(self) -> int:
-        if self.window is not None:
-            return self.window
-        batch_size = getattr(self.model, "batch_size", None) or self._buffer().buffer_size * self.model.n_envs
-        return max(batch_size, self._last_episode_length or 0)
+    def __init__(
+        self, update_interval: int = 1000, drop_fraction: float = 0.5, end_fraction: float = 0.8, verbose: int = 0
+    ) -> None:
+        super().__init__(SETUpdater(drop_fraction), update_freq=update_interval, end_fraction=end_fraction, verbose=verbose)
 
-    def _update(self, window: int) -> None:
-        state = self.state
-        policy = pathway_policy(self.model, type(self).__name__)
-        batch = newest_transitions(self.model, window)
-        scores = connection_sensitivity(self.model, batch, score_at=self.score_at, chunk_size=self.chunk_size)
-        pathways = policy.pathways()
-        for name, layer_scores in scores.items():
-            averaged = state.push_scores(name, normalise(layer_scores), self.moving_average)
-            masks = dapd_masks(pathways[name], averaged)
-            change = 0.0 if masks is None else pathways[name].set_masks(masks)
-            self.logger.record(f"pathways/{name}/mask_change", change)
-            if self.verbose >= 1:
-                print(f"DAPD step {self.num_timesteps}: {name} mask change {change:.2%} ({window} transitions)")
-        state.n_updates += 1
-        state.last_update_step = self.num_timesteps
-        self._episode_ended = False
 
-    def freeze_metric_value(self) -> float | None:
-        """The current value of the freeze metric, or ``None`` if none is available yet."""
-        if self.freeze_metric == "eval":
-            value = self._eval_callback.last_mean_reward if self._eval_callback is not None else -np.inf
-            return None if not np.isfinite(value) else float(value)
-        episodes = self.model.ep_info_buffer
-        return float(safe_mean([episode["r"] for episode in episodes])) if episodes else None
+class RigLCallback(PathwayUpdateCallback):
+    """
+    RigL (Evci et al., 2020): like SET, but new connections are those where the gradient of
+    the algorithm's loss on the newest ``window`` transitions is largest.
 
-    def _check_freeze(self) -> None:
-        state = self.state
-        if state.frozen:
-            return
-        if self.freeze_threshold is not None and state.threshold_step is None:
-            value = self.freeze_metric_value()
-            if value is not None and value >= self.freeze_threshold:
-                state.threshold_step = self.num_timesteps
-                if not self.continual:
-                    self._freeze(f"{self.freeze_metric} return {value:.1f} >= {self.freeze_threshold}")
-        if not state.frozen and self.max_warmup_steps is not None and self.num_timesteps >= self.max_warmup_steps:
-            self._freeze(f"max_warmup_steps={self.max_warmup_steps} reached")
+    :param update_interval: environment steps between updates
+    :param drop_fraction: share of each layer's active weights replaced at the first update
+    :param end_fraction: share of the training steps after which the mask is fixed
+    :param window: transitions the gradient is computed on (default: the batch size)
+    :param verbose: verbosity level
+    """
 
-    def _freeze(self, reason: str) -> None:
-        self.state.frozen = True
-        self.state.frozen_step = self.num_timesteps
-        if self.verbose >= 1:
-            print(f"DAPD: masks frozen at step {self.num_timesteps} ({reason})")
-
-    def _record(self) -> None:
-        state = self.state
-        self.logger.record("pathways/mask_updates", state.n_updates)
-        self.logger.record("pathways/frozen", int(state.frozen))
-        if state.frozen_step is not None:
-            self.logger.record("pathways/frozen_step", state.frozen_step)
-        if state.threshold_step is not None:
-            self.logger.record("pathways/threshold_step", state.threshold_step)
-        record_pathway_stats(self.logger, self.model)
-        self._episode_ended = False
+    def __init__(
+        self,
+        update_interval: int = 1000,
+        drop_fraction: float = 0.5,
+        end_fraction: float = 0.8,
+        window: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(
+            RigLUpdater(drop_fraction),
+            update_freq=update_interval,
+            window=window,
+            end_fraction=end_fraction,
+            verbose=verbose,
+        )

@@ -20,7 +20,8 @@ import sb3_pathways
 from sb3_pathways import DAPDCallback, connection_sensitivity
 from sb3_pathways.masking.selection import keep_count
 from sb3_pathways.scoring.data import newest_replay_transitions, newest_transitions
-from sb3_pathways.updaters.dapd import DiscoveryState, dapd_masks, normalise
+from sb3_pathways.updaters.base import DiscoveryState
+from sb3_pathways.updaters.dapd import dapd_masks, normalise
 
 
 def _tiny_sac() -> tuple[SAC, ReplayBufferSamples]:
@@ -201,9 +202,9 @@ def test_initial_discovery_happens_before_the_first_gradient_step() -> None:
     seen: list[tuple[int, int]] = []
 
     class Spy(DAPDCallback):
-        def _update(self, window: int) -> None:
+        def _update(self, window: int, initial: bool = False) -> None:
             seen.append((self.model._n_updates, window))
-            super()._update(window)
+            super()._update(window, initial)
 
     model = SAC(
         "PathwayPolicy", "Pendulum-v1", learning_starts=150, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16])

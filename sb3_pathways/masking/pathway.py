@@ -89,13 +89,15 @@ class NetworkPathway:
         return {name: layer.full_weight() for name, layer in self.layers.items()}
 
     @th.no_grad()
-    def set_masks(self, masks: Mapping[str, th.Tensor]) -> float:
+    def set_masks(self, masks: Mapping[str, th.Tensor], grown_value: float | None = None) -> float:
         """
         Install new masks in the network and its target copies and reset the optimizer state
         of every weight that changed state.
 
         :param masks: one bool mask per layer name, shaped like the weight (single pathway)
             or ``(n_pathways, *weight.shape)``
+        :param grown_value: value given to weights that join the pathway (``None``: their
+            stored value, as DAPD; ``0.0``: start at zero, as SET and RigL)
         :return: share of the previously active weights that were replaced
         """
         unknown = set(masks) - set(self.layers)
@@ -112,8 +114,12 @@ class NetworkPathway:
             replaced += int((old & ~new).sum())
             previously_active += int(old.sum())
             changed_weights[layer.weight] = old ^ new
-            for follower in self.followers.get(name, []):
+            followers = self.followers.get(name, [])
+            for follower in followers:
                 follower.set_mask(layer.weight_mask)
+            if grown_value is not None:
+                for grown_layer in [layer, *followers]:
+                    grown_layer.set_full_weight(th.where(new & ~old, grown_value, grown_layer.full_weight()))
         reset_optimizer_state(self.optimizers, changed_weights)
         return replaced / max(previously_active, 1)
 

@@ -64,6 +64,52 @@ def all_connections_on(pathways: dict[str, NetworkPathway]) -> Iterator[None]:
                 layer.weight.copy_(value)
 
 
+def loss_gradients(
+    model: Any,
+    batch: Any,
+    score_at: str = "dense",
+    chunk_size: int = 2048,
+) -> dict[str, dict[str, tuple[th.Tensor, th.Tensor]]]:
+    """
+    The gradient ∂L/∂θ of every masked weight (dormant ones included), with L the
+    algorithm's training loss for the weight's network, averaged over ``batch``. Each network
+    is evaluated with the rest of the agent as it runs (other networks and targets masked).
+
+    :param model: an SB3 model with a pathway policy and a registered objective
+    :param batch: buffer samples (``ReplayBufferSamples``, ``RolloutBufferSamples``, ...)
+    :param score_at: ``"dense"``: every connection of the evaluated network on at its stored
+        value; ``"masked"``: the network as it runs
+    :param chunk_size: transitions per forward pass (bounds memory); gradients are averaged
+    :return: network name -> layer weight name -> (θ at which the loss was evaluated, ∂L/∂θ);
+        networks the objective gives no loss are left out
+    """
+    if score_at not in SCORE_AT:
+        raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
+    policy = pathway_policy(model, "loss_gradients")
+    objective = objective_for(model)
+    total = len(batch.actions)
+    result: dict[str, dict[str, tuple[th.Tensor, th.Tensor]]] = {}
+    for name, network in policy.pathways().items():
+        # every network starts from the same random state (same sampled actions)
+        dense = all_connections_on({name: network}) if score_at == "dense" else contextlib.nullcontext()
+        with preserved_training_state(policy), dense:
+            weights = [layer.weight for layer in network.layers.values()]
+            gradients = [th.zeros_like(weight) for weight in weights]
+            for chunk, length in split_batch(batch, chunk_size):
+                loss = objective(model, chunk).get(name)
+                if loss is None:
+                    break
+                for gradient, grad in zip(gradients, th.autograd.grad(loss, weights, allow_unused=True)):
+                    if grad is not None:
+                        gradient.add_(grad.detach(), alpha=length / total)
+            else:
+                result[name] = {
+                    layer_name: (weight.detach().clone(), gradient)
+                    for layer_name, weight, gradient in zip(network.layers, weights, gradients)
+                }
+    return result
+
+
 def connection_sensitivity(
     model: Any,
     batch: Any,
@@ -71,46 +117,15 @@ def connection_sensitivity(
     chunk_size: int = 2048,
 ) -> dict[str, dict[str, th.Tensor]]:
     """
-    SNIP scores ``S(θ_q) = abs(θ_q · ∂L/∂θ_q)`` of every masked weight, with L the algorithm's
-    training loss for the weight's network, averaged over ``batch``. Each network is scored
-    with the rest of the agent as it runs (other networks and targets masked).
+    SNIP scores ``S(θ_q) = abs(θ_q · ∂L/∂θ_q)`` of every masked weight (see
+    :func:`loss_gradients` for the loss, ``score_at`` and ``chunk_size``).
 
-    :param model: an SB3 model with a pathway policy and a registered objective
-    :param batch: buffer samples (``ReplayBufferSamples``, ``RolloutBufferSamples``, ...)
-    :param score_at: ``"dense"``: every connection of the scored network on at its stored
-        value (dormant weights can score and come back); ``"masked"``: the network as it runs
-        (dormant weights score 0)
-    :param chunk_size: transitions per forward pass (bounds memory); gradients are averaged
+    :param score_at: ``"dense"`` (dormant weights score at their stored value and can come
+        back) or ``"masked"`` (dormant weights score 0)
     :return: network name -> layer weight name -> score, shaped like the weight
     """
-    if score_at not in SCORE_AT:
-        raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
-    policy = pathway_policy(model, "connection_sensitivity")
-    objective = objective_for(model)
-    pathways = policy.pathways()
-    total = len(batch.actions)
-    scores: dict[str, dict[str, th.Tensor]] = {}
-    for name, network in pathways.items():
-        # every network starts from the same random state (same sampled actions)
-        dense = all_connections_on({name: network}) if score_at == "dense" else contextlib.nullcontext()
-        with preserved_training_state(policy), dense:
-            weights = [layer.weight for layer in network.layers.values()]
-            gradients = [th.zeros_like(weight) for weight in weights]
-            for chunk, length in split_batch(batch, chunk_size):
-                loss = _network_loss(objective(model, chunk), name)
-                if loss is None:
-                    break
-                for gradient, grad in zip(gradients, th.autograd.grad(loss, weights, allow_unused=True)):
-                    if grad is not None:
-                        gradient.add_(grad.detach(), alpha=length / total)
-            else:
-                scores[name] = {
-                    layer_name: (weight.detach() * gradient).abs()
-                    for layer_name, weight, gradient in zip(network.layers, weights, gradients)
-                }
-    return scores
-
-
-def _network_loss(losses: dict[str, th.Tensor], name: str) -> th.Tensor | None:
-    """The loss of one network (``None`` if the objective gives it none)."""
-    return losses.get(name)
+    gradients = loss_gradients(model, batch, score_at, chunk_size)
+    return {
+        name: {layer: (weight * gradient).abs() for layer, (weight, gradient) in layers.items()}
+        for name, layers in gradients.items()
+    }

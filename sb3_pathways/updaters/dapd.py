@@ -1,12 +1,13 @@
-"""DAPD mask selection: normalised scores, K-step moving average, global top-k."""
+"""DAPD and one-shot SNIP: score-based selection (normalised scores, K-step moving average,
+top-k)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
+from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
+from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
 
 
 def normalise(scores: dict[str, th.Tensor]) -> th.Tensor:
@@ -14,37 +15,6 @@ def normalise(scores: dict[str, th.Tensor]) -> th.Tensor:
     flat = th.cat([score.reshape(-1) for score in scores.values()]).float()
     total = flat.sum()
     return flat / total if total > 0 else flat
-
-
-@dataclass
-class DiscoveryState:
-    """
-    What pathway discovery has done so far; stored on the model (``model.pathway_discovery``)
-    so that it travels in the model zip and a resumed run continues where it stopped.
-
-    :param n_updates: mask updates done (the initial discovery included)
-    :param initialised: whether the initial pathway was discovered
-    :param frozen: whether the masks are frozen
-    :param frozen_step: environment step at which they froze
-    :param threshold_step: step at which the freeze threshold was first reached
-    :param last_update_step: environment step of the last update
-    :param score_history: network name -> the last normalised score vectors (CPU), oldest first
-    """
-
-    n_updates: int = 0
-    initialised: bool = False
-    frozen: bool = False
-    frozen_step: int | None = None
-    threshold_step: int | None = None
-    last_update_step: int = 0
-    score_history: dict[str, list[th.Tensor]] = field(default_factory=dict)
-
-    def push_scores(self, network: str, normalised: th.Tensor, moving_average: int) -> th.Tensor:
-        """Add a normalised score vector and return the mean of the last ``moving_average``."""
-        history = self.score_history.setdefault(network, [])
-        history.append(normalised.detach().cpu())
-        del history[:-moving_average]
-        return th.stack(history).mean(dim=0)
 
 
 def dapd_masks(network: NetworkPathway, averaged: th.Tensor) -> dict[str, th.Tensor] | None:
@@ -59,3 +29,44 @@ def dapd_masks(network: NetworkPathway, averaged: th.Tensor) -> dict[str, th.Ten
     parts = averaged.to(next(iter(network.layers.values())).weight.device).split([s.numel() for s in shapes])
     scores = {name: part.view(shape) for name, part, shape in zip(network.layers, parts, shapes)}
     return network.top_k(scores, require_positive=True)
+
+
+class DAPDUpdater(MaskUpdater):
+    """
+    Data Adaptive Pathway Discovery: SNIP scores with the algorithm's loss on the newest
+    data, normalised per network, averaged over the last ``moving_average`` updates, top-k.
+
+    :param moving_average: K, the number of normalised score vectors averaged
+    :param score_at: ``"dense"`` or ``"masked"`` (see :func:`connection_sensitivity`)
+    :param chunk_size: transitions per scoring forward pass
+    """
+
+    def __init__(self, moving_average: int = 1, score_at: str = "dense", chunk_size: int = 2048) -> None:
+        if score_at not in SCORE_AT:
+            raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
+        self.moving_average = moving_average
+        self.score_at = score_at
+        self.chunk_size = chunk_size
+
+    def update_masks(self, context: UpdateContext) -> Masks:
+        scores = connection_sensitivity(context.model, context.batch, self.score_at, self.chunk_size)
+        masks: Masks = {}
+        for name, layer_scores in scores.items():
+            averaged = context.state.push_scores(name, normalise(layer_scores), self.moving_average)
+            selected = dapd_masks(context.pathways[name], averaged)
+            if selected is not None:
+                masks[name] = selected
+        return masks
+
+
+class SNIPUpdater(DAPDUpdater):
+    """One-shot SNIP (Lee et al., 2019): the pathway is scored once on the first data
+    collected and never changes afterwards."""
+
+    def __init__(self, score_at: str = "dense", chunk_size: int = 2048) -> None:
+        super().__init__(moving_average=1, score_at=score_at, chunk_size=chunk_size)
+
+    def update_masks(self, context: UpdateContext) -> Masks:
+        if context.state.initialised:
+            return {}
+        return super().update_masks(context)

@@ -1,0 +1,91 @@
+"""The interface every mask update rule implements, and the state a run keeps."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch as th
+
+from sb3_pathways.masking.pathway import NetworkPathway
+
+#: network name -> layer weight name -> bool mask (a network left out keeps its mask)
+Masks = dict[str, dict[str, th.Tensor]]
+
+
+@dataclass
+class DiscoveryState:
+    """
+    What mask updates have done so far in a run; stored on the model
+    (``model.pathway_discovery``) so that it travels in the model zip and a resumed run
+    continues where it stopped.
+
+    :param n_updates: mask updates done (the initial discovery included)
+    :param initialised: whether the initial pathway was chosen
+    :param frozen: whether the masks are frozen
+    :param frozen_step: environment step at which they froze
+    :param threshold_step: step at which the freeze threshold was first reached
+    :param last_update_step: environment step of the last update
+    :param score_history: network name -> the last normalised score vectors (CPU), oldest first
+    """
+
+    n_updates: int = 0
+    initialised: bool = False
+    frozen: bool = False
+    frozen_step: int | None = None
+    threshold_step: int | None = None
+    last_update_step: int = 0
+    score_history: dict[str, list[th.Tensor]] = field(default_factory=dict)
+
+    def push_scores(self, network: str, normalised: th.Tensor, moving_average: int) -> th.Tensor:
+        """Add a normalised score vector and return the mean of the last ``moving_average``."""
+        history = self.score_history.setdefault(network, [])
+        history.append(normalised.detach().cpu())
+        del history[:-moving_average]
+        return th.stack(history).mean(dim=0)
+
+
+@dataclass
+class UpdateContext:
+    """
+    What an update rule may use to choose masks.
+
+    :param model: the SB3 model
+    :param pathways: the policy's network pathways
+    :param state: the run's discovery state
+    :param step: current environment step
+    :param end_step: environment step at which updates stop (``None``: no end)
+    :param batch: the newest transitions of the model's buffer (``None`` if the rule needs none)
+    """
+
+    model: Any
+    pathways: dict[str, NetworkPathway]
+    state: DiscoveryState
+    step: int
+    end_step: int | None = None
+    batch: Any = None
+
+
+class MaskUpdater(ABC):
+    """
+    A mask update rule. :class:`~sb3_pathways.callbacks.PathwayUpdateCallback` decides when it
+    runs; the rule decides what the masks become.
+    """
+
+    #: whether the initial pathway is chosen by the rule from the first data collected
+    #: (otherwise the policy's ``mask_init`` mask is kept until the first update)
+    discovers_initial_pathway: ClassVar[bool] = True
+    #: whether the rule reads recent transitions
+    needs_data: ClassVar[bool] = True
+    #: whether connections that join the pathway start at zero (SET, RigL) instead of at
+    #: their stored value
+    grow_at_zero: ClassVar[bool] = False
+
+    def initial_masks(self, context: UpdateContext) -> Masks:
+        """Masks chosen from the first data collected (by default, a regular update)."""
+        return self.update_masks(context)
+
+    @abstractmethod
+    def update_masks(self, context: UpdateContext) -> Masks:
+        """New masks for some or all networks."""
