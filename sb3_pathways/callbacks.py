@@ -192,10 +192,11 @@ class PathwayUpdateCallback(BaseCallback):
             else:
                 state.last_update_step = self.num_timesteps
             state.initialised = True
-        elif (not state.frozen or self.continual) and self._update_due():
+        was_frozen = state.frozen
+        self._check_freeze()  # no update once the end of the schedule is reached
+        if not updated and (not state.frozen or self.continual) and self._update_due():
             self._update(self._window())
             updated = True
-        was_frozen = state.frozen
         self._check_freeze()
         if updated or self._episode_ended or state.frozen != was_frozen:
             self._record()

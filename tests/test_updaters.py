@@ -1,0 +1,134 @@
+"""Every mask update rule keeps exact sparsity and changes masks when it should, only then."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch as th
+from conftest import ALGO_CASES, AlgoCase
+from stable_baselines3 import SAC
+
+import sb3_pathways
+from sb3_pathways import DAPDCallback, PathwayLoggerCallback, RigLCallback, SETCallback, SNIPCallback
+from sb3_pathways.masking.selection import keep_count
+from sb3_pathways.updaters.evolution import cosine_drop_fraction, drop_and_grow
+
+SAC_CASE = next(case for case in ALGO_CASES if case.id == "SAC")
+PPO_CASE = next(case for case in ALGO_CASES if case.id == "PPO")
+
+
+def _layer_counts(model) -> dict[str, int]:
+    return {name: int(mask.sum()) for name, mask in sb3_pathways.get_masks(model).items()}
+
+
+def _assert_exact_k(model, sparsity: float) -> None:
+    for name, network in model.policy.pathways().items():
+        assert sum(int(m.sum()) for m in network.masks().values()) == keep_count(network.n_prunable, 1 - sparsity), name
+
+
+@pytest.mark.parametrize("case", [SAC_CASE, PPO_CASE], ids=lambda c: c.id)
+def test_static_mask_never_changes(case: AlgoCase) -> None:
+    model = case.make(sparsity=0.9, mask_init="erk")
+    before = sb3_pathways.get_masks(model)
+    model.learn(400, callback=PathwayLoggerCallback())
+    assert all(th.equal(before[n], m) for n, m in sb3_pathways.get_masks(model).items())
+    _assert_exact_k(model, 0.9)
+
+
+@pytest.mark.parametrize("case", [SAC_CASE, PPO_CASE], ids=lambda c: c.id)
+def test_snip_scores_once_then_freezes(case: AlgoCase) -> None:
+    model = case.make(sparsity=0.9)
+    initial = sb3_pathways.get_masks(model)
+    snip = SNIPCallback()
+    model.learn(200, callback=snip)
+    state = model.pathway_discovery
+    assert state.n_updates == 1 and state.frozen
+    after_snip = sb3_pathways.get_masks(model)
+    assert any(not th.equal(initial[n], m) for n, m in after_snip.items())
+    model.learn(300, reset_num_timesteps=False, callback=SNIPCallback())
+    assert model.pathway_discovery.n_updates == 1
+    assert all(th.equal(after_snip[n], m) for n, m in sb3_pathways.get_masks(model).items())
+    _assert_exact_k(model, 0.9)
+
+
+@pytest.mark.parametrize("callback_class", [SETCallback, RigLCallback])
+@pytest.mark.parametrize("case", [SAC_CASE, PPO_CASE], ids=lambda c: c.id)
+def test_set_and_rigl_evolve_per_layer_until_the_end_step(case: AlgoCase, callback_class) -> None:
+    model = case.make(sparsity=0.9, mask_init="erk")
+    counts = _layer_counts(model)
+    snapshots: list[tuple[int, dict[str, th.Tensor]]] = []
+
+    class Snapshot(PathwayLoggerCallback):
+        def _on_rollout_end(self) -> None:
+            snapshots.append((self.model.pathway_discovery.n_updates, sb3_pathways.get_masks(self.model)))
+
+    callback = callback_class(update_interval=100, drop_fraction=0.5, end_fraction=0.5)
+    model.learn(800, callback=[callback, Snapshot()])
+    state = model.pathway_discovery
+    assert state.frozen and 400 <= state.frozen_step < 500  # end_fraction 0.5 of 800 steps
+    assert 2 <= state.n_updates <= 4
+    assert _layer_counts(model) == counts  # layer sparsity never changes
+    _assert_exact_k(model, 0.9)
+    changes = 0
+    for (updates_before, before), (updates_after, after) in itertools.pairwise(snapshots):
+        changed = any(not th.equal(before[n], after[n]) for n in counts)
+        assert not changed or updates_after == updates_before + 1  # masks change at updates only
+        changes += changed
+    assert changes >= 2  # late updates may replace nothing: the drop fraction decays to 0
+    assert snapshots[-1][0] == state.n_updates
+
+
+def test_grown_connections_start_at_zero_and_dropped_are_smallest() -> None:
+    model = SAC("PathwayPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16], sparsity=0.5))
+    network = model.policy.pathways()["actor"]
+    name, layer = next(iter(network.layers.items()))
+    before = layer.weight_mask[0].clone()
+    weights = layer.weight.detach().clone()
+    masks = drop_and_grow(network, 0.5, grow_scores=None)
+    n_swap = round(0.5 * int(before.sum()))
+    dropped = before & ~masks[name]
+    assert int(dropped.sum()) == n_swap and int((masks[name] & ~before).sum()) == n_swap
+    assert weights[dropped].abs().max() <= weights[before & masks[name]].abs().min()
+    network.set_masks(masks, grown_value=0.0)
+    grown = masks[name] & ~before
+    assert th.count_nonzero(layer.weight[grown]) == 0
+    assert th.count_nonzero(layer.weight[masks[name] & before]) == int((masks[name] & before).sum())
+
+
+def test_rigl_grows_where_the_gradient_is_largest() -> None:
+    model = SAC("PathwayPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16], sparsity=0.5))
+    network = model.policy.pathways()["critic"]
+    gradient = {name: th.rand(layer.weight.shape) for name, layer in network.layers.items()}
+    masks = drop_and_grow(network, 0.2, grow_scores=gradient)
+    for name, layer in network.layers.items():
+        if name not in masks:
+            continue
+        before = layer.weight_mask[0]
+        grown = masks[name] & ~before
+        not_grown = ~before & ~masks[name]
+        if grown.any() and not_grown.any():
+            assert gradient[name][grown].min() >= gradient[name][not_grown].max()
+
+
+def test_cosine_drop_fraction() -> None:
+    assert cosine_drop_fraction(0.5, 0, 1000) == pytest.approx(0.5)
+    assert cosine_drop_fraction(0.5, 500, 1000) == pytest.approx(0.25)
+    assert cosine_drop_fraction(0.5, 1000, 1000) == 0.0
+    assert cosine_drop_fraction(0.3, 250, 1000) == pytest.approx(0.15 * (1 + math.cos(math.pi / 4)))
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (lambda: SETCallback(drop_fraction=0.0), r"drop_fraction must be in \(0, 1\]"),
+        (lambda: RigLCallback(end_fraction=1.5), r"end_fraction must be in \(0, 1\] or None"),
+        (lambda: SETCallback(update_interval=0), r"update_freq must be 'episode' or a positive int"),
+        (lambda: SNIPCallback(score_at="sparse"), r"score_at must be one of"),
+        (lambda: DAPDCallback(freeze_threshold="high"), r"freeze_threshold must be a number or None"),
+    ],
+)
+def test_bad_updater_arguments(factory, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        factory()
