@@ -24,7 +24,15 @@ THRESHOLDS = {"Pendulum-v1": -250.0, "HalfCheetah-v5": 8000.0, "Hopper-v5": 3000
 
 
 def run(
-    method: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, threshold: float, path: Path
+    method: str,
+    env_id: str,
+    seed: int,
+    steps: int,
+    eval_freq: int,
+    eval_episodes: int,
+    threshold: float,
+    moving_average: int,
+    path: Path,
 ) -> dict:
     """Train one run and write its JSON to ``path`` (an existing file is read back, not redone)."""
     if path.exists():
@@ -59,13 +67,14 @@ def run(
     )
     callbacks: list[Any] = [evaluation]
     if method == "dapd":
-        callbacks.append(DAPDCallback(freeze_threshold=threshold))
+        callbacks.append(DAPDCallback(freeze_threshold=threshold, moving_average=moving_average))
     model.learn(steps, callback=callbacks)
     result = {
         "method": method,
         "env": env_id,
         "seed": seed,
         "steps": steps,
+        "moving_average": moving_average if method == "dapd" else None,
         "eval_steps": [step for step, _ in evaluations],
         "eval_returns": [value for _, value in evaluations],
         "seconds": time.perf_counter() - start,
@@ -91,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--last-evals", type=int, default=5)
     parser.add_argument("--threshold", type=float, default=None, help="DAPD freeze threshold (default per env)")
+    parser.add_argument("--moving-average", type=int, default=5, help="DAPD's K (default 5)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -99,7 +109,17 @@ def main(argv: list[str] | None = None) -> None:
 
     runs = output.with_suffix("")  # one JSON per finished run: an interrupted benchmark resumes
     jobs = [
-        (m, args.env, s, args.steps, args.eval_freq, args.eval_episodes, threshold, runs / f"{m}_seed{s}_{args.steps}.json")
+        (
+            m,
+            args.env,
+            s,
+            args.steps,
+            args.eval_freq,
+            args.eval_episodes,
+            threshold,
+            args.moving_average,
+            runs / f"{m}{'_k' + str(args.moving_average) if m == 'dapd' else ''}_seed{s}_{args.steps}.json",
+        )
         for s in args.seeds
         for m in ("dense", "dapd")
     ]
