@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--freeze-threshold", type=float, default=-250.0, help="training return at which the mask freezes (default: -250)"
     )
+    parser.add_argument("--moving-average", type=int, default=5, help="DAPD's K (default: 5)")
     args = parser.parse_args(argv)
 
     model = SAC(
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         policy_kwargs=dict(sparsity=args.sparsity),
         seed=args.seed,
     )
-    discovery = DAPDCallback(freeze_threshold=args.freeze_threshold)
+    discovery = DAPDCallback(freeze_threshold=args.freeze_threshold, moving_average=args.moving_average)
     print(f"Training SAC + DAPD (sparsity {args.sparsity:.0%}) on Pendulum-v1 for {args.steps} steps...", flush=True)
     model.learn(args.steps, callback=discovery, progress_bar=False)
     env = model.get_env()
