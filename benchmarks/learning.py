@@ -1,0 +1,312 @@
+"""Learning benchmark: dense SAC against pathway methods at 95% sparsity, in one harness.
+
+Methods: ``dense`` (MlpPolicy), ``dapd`` (DAPDCallback), ``static`` (ERK mask, never
+changes), ``snip`` (one-shot SNIP on the first data), ``set`` and ``rigl`` (topology
+evolution, Graesser et al. 2022 settings, ERK start). SAC settings and DAPD freeze thresholds
+come from ``hyperparams/sac.yml`` (one source for rl-zoo3 runs and this benchmark); every
+method uses the same settings.
+
+Every run is evaluated every ``eval_freq`` steps on deterministic episodes and writes one
+JSON under ``--results``; runs already there are not redone, so an interrupted benchmark
+resumes (``--commit`` commits each finished run to git, so a fresh clone resumes too). The
+summary gives, per env and method: final return (mean of the last ``--last-evals``
+evaluations, as the paper), return relative to dense, and the area under the learning curve
+(mean evaluation return over the run); plus a learning-curve plot per env.
+
+    python benchmarks/learning.py --preset cpu --commit      # the 2-core preset
+    python benchmarks/learning.py --envs Pendulum-v1 --methods dense dapd --steps 20000 --seeds 0 1 2
+    python benchmarks/learning.py --preset paper --executor submitit   # a SLURM cluster
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("dense", "dapd", "static", "snip", "set", "rigl")
+EXECUTORS = ("local", "ray", "submitit")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run."""
+
+    method: str
+    env: str
+    seed: int
+    steps: int
+    eval_freq: int
+    eval_episodes: int = 10
+
+    def path(self, results: Path) -> Path:
+        return results / self.env / f"{self.method}_seed{self.seed}_{self.steps}.json"
+
+
+#: preset -> list of (envs, methods, steps, eval_freq); seeds and last-evals per preset
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "groups": [
+            (["Pendulum-v1"], list(METHODS), 20_000, 1_000),
+            (["Hopper-v5"], ["dense", "dapd", "rigl"], 50_000, 2_500),
+        ],
+        "seeds": [0, 1, 2],
+        "last_evals": 5,
+    },
+    "paper": {
+        "groups": [(["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"], list(METHODS), 1_000_000, 5_000)],
+        "seeds": [0, 1, 2, 3, 4],
+        "last_evals": 10,
+    },
+}
+
+
+def sac_settings(env: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """SAC keyword arguments and DAPDCallback keyword arguments from hyperparams/sac.yml."""
+    with open(ROOT / "hyperparams" / "sac.yml") as file:
+        entries = yaml.load(file, Loader=yaml.UnsafeLoader)  # as rl-zoo3 reads it
+    if env not in entries:
+        raise ValueError(f"hyperparams/sac.yml has no entry for {env!r}; it has {sorted(entries)}")
+    entry = dict(entries[env])
+    dapd_kwargs = next(iter(entry.pop("callback")[0].values()))
+    policy_kwargs = eval(entry.pop("policy_kwargs", "dict()"))  # as rl-zoo3 evaluates it
+    policy_kwargs.pop("sparsity", None)
+    for key in ("n_timesteps", "policy"):
+        entry.pop(key, None)
+    return {**entry, "policy_kwargs": policy_kwargs}, dapd_kwargs
+
+
+def run(spec: RunSpec, results: Path) -> dict[str, Any]:
+    """Train and evaluate one run; write and return its record (read back if it exists)."""
+    path = spec.path(results)
+    if path.exists():
+        return json.loads(path.read_text())
+    import torch as th
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    import sb3_pathways
+    from sb3_pathways import DAPDCallback, RigLCallback, SETCallback, SNIPCallback
+
+    th.set_num_threads(1)
+    sac_kwargs, dapd_kwargs = sac_settings(spec.env)
+    sparse = spec.method != "dense"
+    policy_kwargs = dict(sac_kwargs.pop("policy_kwargs"))
+    if sparse:
+        policy_kwargs.update(sparsity=0.95, mask_init="random" if spec.method in ("dapd", "snip") else "erk")
+    updaters = {
+        "dapd": lambda: DAPDCallback(**dapd_kwargs),
+        "snip": lambda: SNIPCallback(),
+        "set": lambda: SETCallback(),
+        "rigl": lambda: RigLCallback(),
+    }
+    evaluations: list[tuple[int, float]] = []
+
+    class RecordEvaluation(BaseCallback):
+        def _on_step(self) -> bool:
+            assert self.parent is not None
+            evaluations.append((self.num_timesteps, float(self.parent.last_mean_reward)))
+            return True
+
+    start = time.perf_counter()
+    model = SAC(
+        "PathwayPolicy" if sparse else "MlpPolicy",
+        spec.env,
+        seed=spec.seed,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+        **sac_kwargs,
+    )
+    callbacks: list[BaseCallback] = [
+        EvalCallback(
+            make_vec_env(spec.env, seed=spec.seed + 1000),
+            eval_freq=spec.eval_freq,
+            n_eval_episodes=spec.eval_episodes,
+            callback_after_eval=RecordEvaluation(),
+            verbose=0,
+        )
+    ]
+    if spec.method in updaters:
+        callbacks.append(updaters[spec.method]())
+    model.learn(spec.steps, callback=callbacks)
+    record: dict[str, Any] = {
+        **asdict(spec),
+        "eval_steps": [step for step, _ in evaluations],
+        "eval_returns": [value for _, value in evaluations],
+        "seconds": time.perf_counter() - start,
+    }
+    if sparse:
+        state = getattr(model, "pathway_discovery", None)
+        record.update(
+            mask_updates=state.n_updates if state else 0,
+            frozen_step=state.frozen_step if state else None,
+            sparsity={name: s.sparsity for name, s in sb3_pathways.pathway_stats(model).items()},
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def _commit(path: Path) -> None:
+    subprocess.run(["git", "add", str(path)], cwd=ROOT, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", f"learning benchmark: {path.relative_to(ROOT)}"], cwd=ROOT, check=True)
+
+
+def execute(specs: list[RunSpec], results: Path, executor: str, workers: int, commit: bool) -> list[dict[str, Any]]:
+    """Run every spec not yet done, on local processes or an existing cluster engine."""
+    todo = [spec for spec in specs if not spec.path(results).exists()]
+    print(f"{len(specs) - len(todo)} of {len(specs)} runs already done; running {len(todo)}", flush=True)
+    if executor == "local":
+        with ProcessPoolExecutor(workers) as pool:
+            futures = {pool.submit(run, spec, results): spec for spec in todo}
+            for future in as_completed(futures):
+                _finished(future.result(), futures[future].path(results), commit)
+    elif executor == "ray":
+        import ray  # optional extra: pip install "sb3-pathways[cluster]"
+
+        remote = ray.remote(num_cpus=1)(run)
+        pending = {remote.remote(spec, results): spec for spec in todo}
+        while pending:
+            done, _ = ray.wait(list(pending))
+            spec = pending.pop(done[0])
+            _finished(ray.get(done[0]), spec.path(results), commit)
+    elif executor == "submitit":
+        import submitit  # optional extra: pip install "sb3-pathways[cluster]"
+
+        cluster = submitit.AutoExecutor(folder=results / "submitit")
+        cluster.update_parameters(cpus_per_task=1, timeout_min=24 * 60)
+        jobs = [(cluster.submit(run, spec, results), spec) for spec in todo]
+        for job, spec in jobs:
+            _finished(job.result(), spec.path(results), commit)
+    else:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    return [json.loads(spec.path(results).read_text()) for spec in specs]
+
+
+def _finished(record: dict[str, Any], path: Path, commit: bool) -> None:
+    returns = record["eval_returns"]
+    print(f"done {record['env']} {record['method']} seed {record['seed']}: last {returns[-1]:.1f}", flush=True)
+    if commit:
+        _commit(path)
+
+
+def summarise(records: Iterable[dict[str, Any]], last_evals: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """env -> method -> final returns per seed, their mean, relative to dense, and AUC."""
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for record in records:
+        env = summary.setdefault(record["env"], {})
+        entry = env.setdefault(record["method"], {"seeds": [], "final": [], "auc": []})
+        entry["seeds"].append(record["seed"])
+        entry["final"].append(statistics.mean(record["eval_returns"][-last_evals:]))
+        entry["auc"].append(statistics.mean(record["eval_returns"]))
+    for methods in summary.values():
+        dense = statistics.mean(methods["dense"]["final"]) if "dense" in methods else None
+        for entry in methods.values():
+            entry["final_mean"] = statistics.mean(entry["final"])
+            entry["auc_mean"] = statistics.mean(entry["auc"])
+            entry["relative_to_dense"] = (entry["final_mean"] - dense) / abs(dense) if dense else None
+    return summary
+
+
+def markdown_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = ["| env | method | final return per seed | mean | vs dense | AUC |", "| --- | --- | --- | --- | --- | --- |"]
+    for env, methods in summary.items():
+        for method in sorted(methods, key=METHODS.index):
+            entry = methods[method]
+            finals = ", ".join(f"{value:.0f}" for value in entry["final"])
+            relative = "" if entry["relative_to_dense"] is None else f"{entry['relative_to_dense']:+.1%}"
+            lines.append(f"| {env} | {method} | {finals} | {entry['final_mean']:.1f} | {relative} | {entry['auc_mean']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
+    """One PNG per env: mean evaluation return over seeds against steps, per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for env in sorted({record["env"] for record in records}):
+        figure, axis = plt.subplots(figsize=(7, 4.5))
+        for method in METHODS:
+            runs = [r for r in records if r["env"] == env and r["method"] == method]
+            if not runs:
+                continue
+            length = min(len(r["eval_returns"]) for r in runs)
+            steps = runs[0]["eval_steps"][:length]
+            mean = [statistics.mean(r["eval_returns"][i] for r in runs) for i in range(length)]
+            axis.plot(steps, mean, label=f"{method} ({len(runs)} seeds)")
+        axis.set(title=f"SAC on {env}, 95% sparsity", xlabel="environment steps", ylabel="evaluation return")
+        axis.legend()
+        axis.grid(alpha=0.3)
+        path = output / f"learning_{env}.png"
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
+    if args.preset:
+        preset = PRESETS[args.preset]
+        specs = [
+            RunSpec(method, env, seed, steps, eval_freq, args.eval_episodes)
+            for envs, methods, steps, eval_freq in preset["groups"]
+            for env in envs
+            for seed in preset["seeds"]
+            for method in methods
+        ]
+        return specs, args.last_evals or preset["last_evals"]
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; accepted: {list(METHODS)}")
+    specs = [
+        RunSpec(method, env, seed, args.steps, args.eval_freq, args.eval_episodes)
+        for env in args.envs
+        for seed in args.seeds
+        for method in args.methods
+    ]
+    return specs, args.last_evals or 5
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    parser.add_argument("--envs", nargs="+", default=["Pendulum-v1"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--eval-freq", type=int, default=1_000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--last-evals", type=int, default=None, help="evaluations averaged for the final return")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--executor", choices=EXECUTORS, default="local")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "learning")
+    parser.add_argument("--commit", action="store_true", help="git-commit each finished run's JSON")
+    args = parser.parse_args(argv)
+
+    specs, last_evals = specs_from_args(args)
+    records = execute(specs, args.results, args.executor, args.workers, args.commit)
+    summary = summarise(records, last_evals)
+    table = markdown_table(summary)
+    print(table)
+    (args.results / "summary.json").write_text(json.dumps(summary, indent=2))
+    (args.results / "summary.md").write_text(table + "\n")
+    for path in plot_curves(records, args.results):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""benchmarks/learning.py on a tiny budget: one JSON per run, a summary, a plot, resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "learning.py"
+
+
+@pytest.fixture(scope="module")
+def learning():
+    spec = importlib.util.spec_from_file_location("learning_benchmark", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses and worker processes look it up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_writes_runs_summary_and_plot(learning, tmp_path: Path) -> None:
+    args = ["--envs", "Pendulum-v1", "--methods", "dense", "dapd", "rigl", "--seeds", "0", "--steps", "300"]
+    args += ["--eval-freq", "150", "--eval-episodes", "1", "--workers", "2", "--results", str(tmp_path)]
+    learning.main(args)
+    for method in ("dense", "dapd", "rigl"):
+        record = json.loads((tmp_path / "Pendulum-v1" / f"{method}_seed0_300.json").read_text())
+        assert record["eval_steps"] == [150, 300]
+        assert len(record["eval_returns"]) == 2
+        if method != "dense":
+            assert record["sparsity"]["critic"] == pytest.approx(0.95, abs=1e-3)
+    assert json.loads((tmp_path / "Pendulum-v1" / "dapd_seed0_300.json").read_text())["mask_updates"] >= 1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["Pendulum-v1"]) == {"dense", "dapd", "rigl"}
+    assert summary["Pendulum-v1"]["dense"]["relative_to_dense"] == 0.0
+    assert "| Pendulum-v1 | dapd |" in (tmp_path / "summary.md").read_text()
+    image = matplotlib.image.imread(tmp_path / "learning_Pendulum-v1.png")
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+
+    # a second call finds every run done and does not redo it
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "Pendulum-v1").glob("*.json")}
+    learning.main(args)
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "Pendulum-v1").glob("*.json")}
+
+
+def test_summary_arithmetic(learning) -> None:
+    records = [
+        {"env": "E", "method": "dense", "seed": 0, "eval_returns": [0.0, 10.0, 20.0]},
+        {"env": "E", "method": "dense", "seed": 1, "eval_returns": [0.0, 10.0, 40.0]},
+        {"env": "E", "method": "dapd", "seed": 0, "eval_returns": [0.0, 20.0, 33.0]},
+    ]
+    summary = learning.summarise(records, last_evals=1)
+    assert summary["E"]["dense"]["final_mean"] == 30.0
+    assert summary["E"]["dapd"]["relative_to_dense"] == pytest.approx(0.1)
+    assert summary["E"]["dapd"]["auc_mean"] == pytest.approx(53.0 / 3)
