@@ -159,8 +159,15 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
 
 
 def _commit(path: Path) -> None:
-    subprocess.run(["git", "add", str(path)], cwd=ROOT, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", f"learning benchmark: {path.relative_to(ROOT)}"], cwd=ROOT, check=True)
+    """Commit one finished run (retried: another git command may hold the index lock)."""
+    message = f"learning benchmark: {path.relative_to(ROOT)}"
+    for attempt in range(5):
+        added = subprocess.run(["git", "add", str(path)], cwd=ROOT, capture_output=True)
+        committed = subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], cwd=ROOT, capture_output=True)
+        if added.returncode == 0 and committed.returncode == 0:
+            return
+        time.sleep(2 + 2 * attempt)
+    print(f"could not commit {path}: {committed.stderr.decode().strip()}", flush=True)
 
 
 def execute(specs: list[RunSpec], results: Path, executor: str, workers: int, commit: bool) -> list[dict[str, Any]]:
