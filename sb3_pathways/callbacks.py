@@ -55,9 +55,10 @@ def _positive_int(value: Any, name: str) -> int:
 def _optional_positive_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-    return int(value)
+    try:
+        return _positive_int(value, name)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}") from None
 
 
 def _walk_callbacks(callback: BaseCallback | None) -> Iterator[BaseCallback]:
