@@ -84,9 +84,10 @@ class PathwayUpdateCallback(BaseCallback):
     :param window: transitions the rule sees at each update; default max(batch size, length
         of the last episode). The initial discovery sees everything collected so far.
     :param freeze_threshold: return at which the masks freeze; ``None``: no return threshold
-    :param freeze_metric: ``"rollout"``: mean return of the recent training episodes (needs
-        Monitor episode statistics); ``"eval"``: last mean reward of an ``EvalCallback`` run
-        in the same ``learn`` call
+    :param freeze_metric: ``"rollout"``: mean return of the last ``freeze_window`` training
+        episodes (needs Monitor episode statistics); ``"eval"``: last mean reward of an
+        ``EvalCallback`` run in the same ``learn`` call
+    :param freeze_window: training episodes averaged by the ``"rollout"`` metric
     :param continual: keep updating after the threshold is reached (the step at which it
         was reached is still recorded)
     :param max_warmup_steps: freeze once training reaches this many environment steps
@@ -102,6 +103,7 @@ class PathwayUpdateCallback(BaseCallback):
         window: int | None = None,
         freeze_threshold: float | None = None,
         freeze_metric: str = "rollout",
+        freeze_window: int = 10,
         continual: bool = False,
         max_warmup_steps: int | None = None,
         end_fraction: float | None = None,
@@ -128,6 +130,7 @@ class PathwayUpdateCallback(BaseCallback):
         self.window = _optional_positive_int(window, "window")
         self.freeze_threshold = freeze_threshold
         self.freeze_metric = freeze_metric
+        self.freeze_window = _positive_int(freeze_window, "freeze_window")
         self.continual = bool(continual)
         self.max_warmup_steps = _optional_positive_int(max_warmup_steps, "max_warmup_steps")
         self.end_fraction = end_fraction
@@ -248,7 +251,7 @@ class PathwayUpdateCallback(BaseCallback):
         if self.freeze_metric == "eval":
             value = self._eval_callback.last_mean_reward if self._eval_callback is not None else -np.inf
             return None if not np.isfinite(value) else float(value)
-        episodes = self.model.ep_info_buffer
+        episodes = list(self.model.ep_info_buffer or [])[-self.freeze_window :]
         return float(safe_mean([episode["r"] for episode in episodes])) if episodes else None
 
     def _check_freeze(self) -> None:
@@ -302,9 +305,10 @@ class DAPDCallback(PathwayUpdateCallback):
     :param moving_average: K, the number of normalised score vectors averaged
     :param freeze_threshold: return at which the masks freeze; ``None`` never freezes on
         return (see ``max_warmup_steps``)
-    :param freeze_metric: ``"rollout"``: mean return of the recent training episodes (needs
-        Monitor episode statistics); ``"eval"``: last mean reward of an ``EvalCallback`` run
-        in the same ``learn`` call
+    :param freeze_metric: ``"rollout"``: mean return of the last ``freeze_window`` training
+        episodes (needs Monitor episode statistics); ``"eval"``: last mean reward of an
+        ``EvalCallback`` run in the same ``learn`` call
+    :param freeze_window: training episodes averaged by the ``"rollout"`` metric
     :param continual: keep updating the masks after the threshold is reached (the step at
         which it was reached is still recorded)
     :param max_warmup_steps: freeze anyway once training reaches this many environment steps
@@ -321,6 +325,7 @@ class DAPDCallback(PathwayUpdateCallback):
         moving_average: int = 1,
         freeze_threshold: float | None = None,
         freeze_metric: str = "rollout",
+        freeze_window: int = 10,
         continual: bool = False,
         max_warmup_steps: int | None = None,
         score_at: str = "dense",
@@ -338,6 +343,7 @@ class DAPDCallback(PathwayUpdateCallback):
             window=window,
             freeze_threshold=freeze_threshold,
             freeze_metric=freeze_metric,
+            freeze_window=freeze_window,
             continual=continual,
             max_warmup_steps=max_warmup_steps,
             verbose=verbose,

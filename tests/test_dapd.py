@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -240,6 +242,18 @@ def test_freeze_on_rollout_return_and_on_eval(tmp_path) -> None:
     evaluated.learn(512, callback=[evaluation, DAPDCallback(freeze_threshold=0.0, freeze_metric="eval")])
     assert evaluated.pathway_discovery.frozen
     assert evaluated.pathway_discovery.frozen_step == 128  # the first evaluation, not before it
+
+
+def test_rollout_metric_is_the_mean_of_the_last_freeze_window_episodes() -> None:
+    model = SAC("PathwayPolicy", "Pendulum-v1", device="cpu", policy_kwargs=dict(net_arch=[8]))
+    callback = DAPDCallback(freeze_threshold=-200, freeze_window=10)
+    callback.init_callback(model)
+    assert callback.freeze_metric_value() is None  # no episode yet
+    model.ep_info_buffer = deque(maxlen=100)  # as learn() sets it up
+    model.ep_info_buffer.extend([{"r": -1000.0, "l": 200}] * 90 + [{"r": -100.0, "l": 200}] * 10)
+    assert callback.freeze_metric_value() == -100.0
+    with pytest.raises(ValueError, match="freeze_window must be a positive int"):
+        DAPDCallback(freeze_window=0)
 
 
 def test_resume_after_load_continues_discovery(tmp_path) -> None:
