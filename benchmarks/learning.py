@@ -255,7 +255,7 @@ def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
             steps = runs[0]["eval_steps"][:length]
             mean = [statistics.mean(r["eval_returns"][i] for r in runs) for i in range(length)]
             axis.plot(steps, mean, label=f"{method} ({len(runs)} seeds)")
-        axis.set(title=f"SAC on {env}, 95% sparsity", xlabel="environment steps", ylabel="evaluation return")
+        axis.set(title=f"SAC on {env} (sparse methods at 95%)", xlabel="environment steps", ylabel="evaluation return")
         axis.legend()
         axis.grid(alpha=0.3)
         path = output / f"learning_{env}.png"
