@@ -40,6 +40,13 @@ def _tiny_sac() -> tuple[SAC, ReplayBufferSamples]:
     return model, batch
 
 
+def _small_sac(**policy_kwargs) -> SAC:
+    """SAC with a pathway policy, learning from step 100 on batches of 32."""
+    return SAC(
+        "PathwayPolicy", "Pendulum-v1", learning_starts=100, batch_size=32, seed=0, device="cpu", policy_kwargs=policy_kwargs
+    )
+
+
 def test_sac_critic_score_equals_hand_computed_w_times_grad() -> None:
     model, batch = _tiny_sac()
     critic = model.policy.critic
@@ -127,15 +134,7 @@ def test_moving_average_is_the_mean_of_the_last_k_normalised_scores() -> None:
 
 
 def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
-    model = SAC(
-        "PathwayPolicy",
-        "Pendulum-v1",
-        learning_starts=100,
-        batch_size=32,
-        seed=0,
-        device="cpu",
-        policy_kwargs=dict(net_arch=[32, 32], sparsity=0.9),
-    )
+    model = _small_sac(net_arch=[32, 32], sparsity=0.9)
     model.learn(700, callback=DAPDCallback(update_freq=100, moving_average=3))
     state = model.pathway_discovery
     assert state.n_updates >= 4
@@ -257,15 +256,7 @@ def test_rollout_metric_is_the_mean_of_the_last_freeze_window_episodes() -> None
 
 
 def test_resume_after_load_continues_discovery(tmp_path) -> None:
-    model = SAC(
-        "PathwayPolicy",
-        "Pendulum-v1",
-        learning_starts=100,
-        batch_size=32,
-        seed=0,
-        device="cpu",
-        policy_kwargs=dict(net_arch=[16, 16]),
-    )
+    model = _small_sac(net_arch=[16, 16])
     model.learn(400, callback=DAPDCallback(update_freq=100, moving_average=3))
     state = model.pathway_discovery
     history = {name: [t.clone() for t in h] for name, h in state.score_history.items()}
