@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     mean_return, std_return = evaluate_policy(model, env, n_eval_episodes=10, deterministic=True)
     state = discovery.state
     print(f"\nFinal return (10 deterministic episodes): {mean_return:.1f} +/- {std_return:.1f}")
-    frozen = f"at step {state.frozen_step}" if state.frozen else "not frozen (threshold not reached)"
+    frozen = f"frozen at step {state.frozen_step}" if state.frozen else "not frozen (threshold not reached)"
     print(f"Mask updates: {state.n_updates}; mask {frozen}")
     print(format_pathway_stats(pathway_stats(model)))
 
