@@ -8,19 +8,28 @@ from typing import Any
 import torch as th
 from stable_baselines3.common.logger import Logger
 
+from sb3_pathways.deploy.flops import forward_flops
 from sb3_pathways.policies import pathway_policy
 
 
 @dataclass
 class LayerStats:
-    """Active and total weights of one masked layer (of one pathway)."""
+    """Active and total weights of one masked layer (of one pathway) and its forward FLOPs
+    per sample, dense and through the pathway."""
 
     total: int
     active: int
+    flops_dense: int = 0
+    flops_pathway: int = 0
 
     @property
     def sparsity(self) -> float:
         return 1.0 - self.active / self.total if self.total else 0.0
+
+    @property
+    def flops_ratio(self) -> float:
+        """Pathway forward FLOPs over dense forward FLOPs."""
+        return self.flops_pathway / self.flops_dense if self.flops_dense else 1.0
 
 
 @dataclass
@@ -57,22 +66,31 @@ def get_masks(model: Any, pathway: int | None = None) -> dict[str, th.Tensor]:
 
 def pathway_stats(model: Any, pathway: int = 0) -> dict[str, NetworkStats]:
     """
-    Total and active weights and sparsity per network and per layer.
+    Total and active weights, sparsity and forward FLOPs (dense and pathway) per network and
+    per layer.
 
     :param model: an SB3 model with a pathway policy, or the policy itself
     :param pathway: which pathway (task) of a multi-pathway policy
     :return: network name -> :class:`NetworkStats`
     """
     policy = pathway_policy(model, "pathway_stats")
+    flops = forward_flops(policy, pathway)
     stats = {}
     for name, network in policy.pathways().items():
         layers = {
-            layer_name: LayerStats(mask[pathway].numel(), int(mask[pathway].sum()))
+            layer_name: LayerStats(
+                mask[pathway].numel(),
+                int(mask[pathway].sum()),
+                flops[name][layer_name].dense,
+                flops[name][layer_name].pathway,
+            )
             for layer_name, mask in network.masks().items()
         }
         stats[name] = NetworkStats(
             total=sum(layer.total for layer in layers.values()),
             active=sum(layer.active for layer in layers.values()),
+            flops_dense=sum(layer.flops_dense for layer in layers.values()),
+            flops_pathway=sum(layer.flops_pathway for layer in layers.values()),
             layers=layers,
         )
     return stats
@@ -80,12 +98,11 @@ def pathway_stats(model: Any, pathway: int = 0) -> dict[str, NetworkStats]:
 
 def format_pathway_stats(stats: dict[str, NetworkStats]) -> str:
     """A plain-text table of :func:`pathway_stats`, one row per layer and per network."""
-    rows = [("layer", "active", "total", "sparsity")]
+    rows = [("layer", "active", "total", "sparsity", "FLOPs ratio")]
     for network_name, network in stats.items():
-        for layer_name, layer in network.layers.items():
-            rows.append((f"  {layer_name}", str(layer.active), str(layer.total), f"{layer.sparsity:.2%}"))
-        rows.append((network_name, str(network.active), str(network.total), f"{network.sparsity:.2%}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for name, entry in [*((f"  {n}", layer) for n, layer in network.layers.items()), (network_name, network)]:
+            rows.append((name, str(entry.active), str(entry.total), f"{entry.sparsity:.2%}", f"{entry.flops_ratio:.3f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
         for row in rows
@@ -94,7 +111,11 @@ def format_pathway_stats(stats: dict[str, NetworkStats]) -> str:
 
 
 def record_pathway_stats(logger: Logger, model: Any) -> None:
-    """Record ``pathways/<network>/sparsity`` and ``pathways/<network>/active`` in an SB3 logger."""
-    for name, network in pathway_stats(model).items():
+    """Record ``pathways/<network>/sparsity``, ``pathways/<network>/active`` and
+    ``pathways/flops_ratio`` (forward FLOPs of all pathways over dense) in an SB3 logger."""
+    stats = pathway_stats(model)
+    for name, network in stats.items():
         logger.record(f"pathways/{name}/sparsity", network.sparsity)
         logger.record(f"pathways/{name}/active", network.active)
+    dense = sum(network.flops_dense for network in stats.values())
+    logger.record("pathways/flops_ratio", sum(network.flops_pathway for network in stats.values()) / max(dense, 1))
