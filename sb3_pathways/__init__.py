@@ -13,6 +13,7 @@ from sb3_pathways.callbacks import (
     SETCallback,
     SNIPCallback,
 )
+from sb3_pathways.deploy import EnergyCallback, export_onnx, export_pathway, training_flops
 from sb3_pathways.policies import PathwayPolicyMixin
 from sb3_pathways.scoring import connection_sensitivity, register_objective
 from sb3_pathways.sparsify import sparsify
@@ -21,6 +22,7 @@ from sb3_pathways.version import __version__
 
 __all__ = [
     "DAPDCallback",
+    "EnergyCallback",
     "PathwayLoggerCallback",
     "PathwayPolicyMixin",
     "PathwayUpdateCallback",
@@ -33,6 +35,8 @@ __all__ = [
     "crossq",
     "ddpg",
     "dqn",
+    "export_onnx",
+    "export_pathway",
     "format_pathway_stats",
     "get_masks",
     "pathway_stats",
@@ -44,4 +48,5 @@ __all__ = [
     "sparsify",
     "td3",
     "tqc",
+    "training_flops",
 ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_pathways.masking.layers import MASKED_LAYER_TYPES
-from sb3_pathways.policies import PathwayPolicyMixin
+from sb3_pathways.policies import ActionHead, DeploymentSpec, PathwayPolicyMixin
 
 
 class ActorCriticPathways(PathwayPolicyMixin):
@@ -23,6 +24,16 @@ class ActorCriticPathways(PathwayPolicyMixin):
     def pathway_ensembles(self) -> dict[str, list[str]]:
         critic = self.get_submodule("critic")
         return {"critic": [f"critic.{name}" for name, _ in critic.named_children() if name.startswith("qf")]}
+
+    def deployment_spec(self) -> DeploymentSpec:
+        # SAC-family actors: latent_pi then mu, squashed by tanh; TD3/DDPG: mu ends with tanh.
+        stochastic = hasattr(self.get_submodule("actor"), "latent_pi")
+        return DeploymentSpec(
+            features_extractor="actor.features_extractor",
+            chain=("actor.latent_pi", "actor.mu") if stochastic else ("actor.mu",),
+            head="unscale" if self.squash_output else "clip",
+            squash=stochastic,
+        )
 
 
 class OnPolicyPathways(PathwayPolicyMixin):
@@ -42,3 +53,16 @@ class OnPolicyPathways(PathwayPolicyMixin):
         networks["actor"] = ["pi_features_extractor", "mlp_extractor.policy_net", "action_net"]
         networks["critic"] = ["vf_features_extractor", "mlp_extractor.value_net", "value_net"]
         return networks
+
+    def deployment_spec(self) -> DeploymentSpec:
+        assert isinstance(self, ActorCriticPolicy)
+        head: ActionHead
+        if isinstance(self.action_dist, CategoricalDistribution):
+            head = "argmax"
+        elif isinstance(self.action_dist, DiagGaussianDistribution):
+            head = "clip"
+        else:
+            raise NotImplementedError(
+                f"export supports Box (DiagGaussian) and Discrete (Categorical) actions, got {type(self.action_dist).__name__}"
+            )
+        return DeploymentSpec("pi_features_extractor", ("mlp_extractor.policy_net", "action_net"), head)

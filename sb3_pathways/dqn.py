@@ -5,7 +5,7 @@ from typing import ClassVar
 from stable_baselines3 import DQN
 from stable_baselines3.dqn.policies import CnnPolicy, DQNPolicy, MultiInputPolicy
 
-from sb3_pathways.policies import PathwayPolicyMixin
+from sb3_pathways.policies import DeploymentSpec, PathwayPolicyMixin
 from sb3_pathways.registry import register_pathway_policies
 
 
@@ -14,6 +14,9 @@ class _DQNPathways(PathwayPolicyMixin):
 
     def pathway_network_paths(self) -> dict[str, list[str]]:
         return {"q_net": ["q_net"]}
+
+    def deployment_spec(self) -> DeploymentSpec:
+        return DeploymentSpec("q_net.features_extractor", ("q_net.q_net",), "argmax")
 
 
 class PathwayPolicy(_DQNPathways, DQNPolicy):

@@ -7,7 +7,8 @@ with the stock SB3 policy and name the policy's networks and target networks.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Union
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Union
 
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
@@ -20,6 +21,31 @@ SparsitySpec = Union[float, Mapping[str, float]]
 MaskChooser = Callable[[NetworkPathway], Mapping[str, th.Tensor]]
 
 DEFAULT_SPARSITY = 0.95
+
+ActionHead = Literal["unscale", "clip", "argmax", "quantile_argmax"]
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """
+    Where a policy's deterministic action comes from, for :func:`sb3_pathways.export_pathway`.
+
+    :param features_extractor: path of the features extractor the action network reads
+    :param chain: paths of the modules that map features to the action output, in order
+        (``nn.Sequential`` are unrolled; linear layers, element-wise activations and
+        normalisation layers in evaluation mode)
+    :param head: how the output becomes an action: ``"unscale"`` (from [-1, 1] to the action
+        bounds), ``"clip"`` (to the action bounds), ``"argmax"`` (Q-values or logits),
+        ``"quantile_argmax"`` (argmax of the mean over quantiles)
+    :param squash: apply ``tanh`` to the chain's output (SAC-family actors)
+    :param n_quantiles: quantiles per action for ``"quantile_argmax"``
+    """
+
+    features_extractor: str
+    chain: tuple[str, ...]
+    head: ActionHead
+    squash: bool = False
+    n_quantiles: int = 0
 
 
 def _check_sparsity_value(value: Any, where: str) -> float:
@@ -84,6 +110,10 @@ class PathwayPolicyMixin(BasePolicy):
         networks (a shared features extractor) belongs to the first one listed.
         """
         raise NotImplementedError
+
+    def deployment_spec(self) -> DeploymentSpec:
+        """The modules that compute the deterministic action (see :class:`DeploymentSpec`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how its action is computed for export")
 
     @property
     def network_names(self) -> list[str]:

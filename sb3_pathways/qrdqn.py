@@ -6,7 +6,7 @@ from typing import ClassVar
 from sb3_contrib import QRDQN
 from sb3_contrib.qrdqn.policies import CnnPolicy, MultiInputPolicy, QRDQNPolicy
 
-from sb3_pathways.policies import PathwayPolicyMixin
+from sb3_pathways.policies import DeploymentSpec, PathwayPolicyMixin
 from sb3_pathways.registry import register_pathway_policies
 
 
@@ -15,6 +15,12 @@ class _QRDQNPathways(PathwayPolicyMixin):
 
     def pathway_network_paths(self) -> dict[str, list[str]]:
         return {"quantile_net": ["quantile_net"]}
+
+    def deployment_spec(self) -> DeploymentSpec:
+        n_quantiles = int(self.get_submodule("quantile_net").n_quantiles)  # type: ignore[arg-type]
+        return DeploymentSpec(
+            "quantile_net.features_extractor", ("quantile_net.quantile_net",), "quantile_argmax", n_quantiles=n_quantiles
+        )
 
 
 class PathwayPolicy(_QRDQNPathways, QRDQNPolicy):

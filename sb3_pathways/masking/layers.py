@@ -66,6 +66,10 @@ class MaskedWeightMixin(nn.Module):
         """θ: the live value of active weights and the stored value of dormant ones."""
         return th.where(self.active_mask, self.weight.detach(), self.weight_stored)
 
+    def pathway_weight(self, pathway: int = 0) -> th.Tensor:
+        """The weight as one pathway sees it: θ ⊙ m for that pathway (a detached copy)."""
+        return (self.full_weight() * self.weight_mask[pathway]).detach().clone()
+
     @th.no_grad()
     def set_mask(self, mask: th.Tensor) -> None:
         """

@@ -1,0 +1,160 @@
+"""export_pathway: dead-neuron removal, equality with the masked policy, saving and ONNX."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch as th
+from conftest import AlgoCase, FixedImageEnv, observations
+from stable_baselines3 import PPO, SAC
+from torch import nn
+
+from sb3_pathways import export_onnx, export_pathway
+from sb3_pathways.deploy import CSRLinear, prune_action_network, remove_dead_neurons
+from sb3_pathways.deploy.export import LinearStage
+
+
+def _hand_made_stages() -> list[LinearStage]:
+    """3 inputs -> 4 hidden -> 3 hidden -> 2 outputs, ReLU between layers.
+
+    - input 2 is read by no live weight;
+    - hidden-1 neuron 0 has no live input (a constant ReLU(bias) read by hidden-2 neuron 0);
+    - hidden-1 neuron 3 has inputs but no live weight reads it (a dead end: 2 live weights);
+    - hidden-2 neuron 2 has inputs (from neuron 1) but no output (a dead end: 1 live weight).
+    """
+    generator = th.Generator().manual_seed(0)
+    masks = [
+        th.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], dtype=th.bool),
+        th.tensor([[1, 1, 0, 0], [0, 1, 1, 0], [0, 1, 0, 0]], dtype=th.bool),
+        th.tensor([[1, 1, 0], [0, 1, 0]], dtype=th.bool),
+    ]
+    stages = []
+    for index, mask in enumerate(masks):
+        weight = th.randn(mask.shape, generator=generator) * mask
+        bias = th.rand(mask.shape[0], generator=generator) + 0.5  # positive: the constant neuron is not zero
+        stages.append(LinearStage(weight, mask, bias, [nn.ReLU()] if index < 2 else []))
+    return stages
+
+
+def _run(stages: list[LinearStage], inputs: th.Tensor) -> th.Tensor:
+    for stage in stages:
+        inputs = stage.activate(inputs @ stage.weight.T + stage.bias)
+    return inputs
+
+
+def test_dead_neuron_removal_on_a_hand_made_mask() -> None:
+    inputs = th.randn(32, 3, generator=th.Generator().manual_seed(1))
+    original = _hand_made_stages()
+    expected = _run(original, inputs)
+    pruned = remove_dead_neurons(_hand_made_stages())
+    assert [stage.weight.shape for stage in pruned.stages] == [(2, 2), (2, 2), (2, 2)]
+    assert pruned.input_index is not None and pruned.input_index.tolist() == [0, 1]
+    assert pruned.widths_before == [4, 3, 2]
+    assert pruned.dead_end_weights == 2 + 1 + 1  # neuron 3's inputs, neuron 2's input, the constant's output weight
+    assert sum(int(stage.mask.sum()) for stage in original) - pruned.dead_end_weights == 8
+    assert th.allclose(_run(pruned.stages, inputs[:, pruned.input_index]), expected, atol=1e-6)
+
+
+def test_csr_layer_computes_the_dense_product() -> None:
+    weight = th.randn(6, 5) * (th.rand(6, 5) < 0.3)
+    bias = th.randn(6)
+    inputs = th.randn(4, 5)
+    layer = CSRLinear(weight, bias)
+    assert th.allclose(layer(inputs.t().contiguous()).t(), inputs @ weight.T + bias, atol=1e-6)
+    assert th.equal(layer.to_dense_linear().weight, weight)
+
+
+@pytest.mark.parametrize("sparse_layers", ["never", "always", "auto"])
+def test_exported_pathway_computes_the_policy_actions(case: AlgoCase, sparse_layers: str) -> None:
+    model = case.make(sparsity=0.9, net_arch=[64, 64])
+    model.learn(200)
+    exported = export_pathway(model, sparse_layers=sparse_layers)  # type: ignore[arg-type]
+    assert sum(exported.layer_widths()[:-1]) < 128, "the 90% random mask leaves hidden neurons without input"
+    obs = observations(model, 64)
+    expected, _ = model.predict(obs, deterministic=True)
+    actions = exported(th.as_tensor(obs)).numpy()
+    assert actions.shape == expected.shape
+    if np.issubdtype(expected.dtype, np.integer):
+        assert np.array_equal(actions, expected)
+    else:
+        assert np.abs(actions - expected).max() <= 1e-5
+    if case.id in ("DQN", "QRDQN"):
+        network = model.policy.q_net if case.id == "DQN" else model.policy.quantile_net
+        with th.no_grad():
+            values = network(th.as_tensor(obs)).reshape(len(obs), -1)
+            assert (exported.network_output(th.as_tensor(obs)) - values).abs().max() <= 1e-5
+
+
+def test_exported_cnn_pathway_preprocesses_images() -> None:
+    model = PPO("PathwayCnnPolicy", FixedImageEnv(), n_steps=32, batch_size=16, device="cpu", seed=0)
+    model.learn(32)
+    obs = observations(model, 8)
+    exported = export_pathway(model)
+    expected, _ = model.predict(obs, deterministic=True)
+    assert np.array_equal(exported(th.as_tensor(obs)).numpy(), expected)
+    with th.no_grad():
+        logits = model.policy.action_net(
+            model.policy.mlp_extractor.forward_actor(model.policy.extract_features(th.as_tensor(obs)))
+        )
+    assert (exported.network_output(th.as_tensor(obs)) - logits).abs().max() <= 1e-5
+    assert not any(type(module).__name__.startswith("Masked") for module in exported.modules())
+
+
+@pytest.fixture(scope="module")
+def sac_export() -> tuple[SAC, th.Tensor]:
+    model = SAC("PathwayPolicy", "Pendulum-v1", device="cpu", seed=0, learning_starts=50, policy_kwargs=dict(sparsity=0.8))
+    model.learn(100)
+    return model, th.as_tensor(observations(model, 16))
+
+
+@pytest.mark.parametrize("sparse_layers", ["never", "always"])
+def test_exported_pathway_saves_and_traces(sac_export: tuple[SAC, th.Tensor], sparse_layers: str) -> None:
+    model, obs = sac_export
+    exported = export_pathway(model, sparse_layers=sparse_layers)  # type: ignore[arg-type]
+    expected = exported(obs)
+    buffer = io.BytesIO()
+    th.save(exported, buffer)
+    buffer.seek(0)
+    assert th.equal(th.load(buffer, weights_only=False)(obs), expected)
+    traced = th.jit.trace(exported, obs[:2])
+    assert (traced(obs) - expected).abs().max() <= 1e-6
+    assert (exported.to_dense()(obs) - expected).abs().max() <= 1e-6
+
+
+def test_onnx_round_trip(sac_export: tuple[SAC, th.Tensor], tmp_path: pytest.TempPathFactory) -> None:
+    pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model, obs = sac_export
+    exported = export_pathway(model, sparse_layers="always")
+    path = export_onnx(exported, tmp_path / "pathway.onnx")  # type: ignore[operator]
+    session = onnxruntime.InferenceSession(str(path))
+    actions = session.run(None, {"observation": obs.numpy()})[0]
+    assert actions.shape == (16, 1)
+    assert np.abs(actions - exported(obs).numpy()).max() <= 1e-5
+
+
+def test_dead_end_count_matches_the_export(sac_export: tuple[SAC, th.Tensor]) -> None:
+    model, _ = sac_export
+    pruned = prune_action_network(model)
+    exported = export_pathway(model, sparse_layers="never")
+    assert exported.layer_widths() == [stage.weight.shape[0] for stage in pruned.stages]
+    masks = [
+        model.policy.actor.latent_pi[0].weight_mask[0],
+        model.policy.actor.latent_pi[2].weight_mask[0],
+        model.policy.actor.mu.weight_mask[0],
+    ]
+    assert sum(int(stage.mask.sum()) for stage in pruned.stages) == sum(int(m.sum()) for m in masks) - pruned.dead_end_weights
+
+
+def test_export_errors_name_the_argument(sac_export: tuple[SAC, th.Tensor]) -> None:
+    model, _ = sac_export
+    with pytest.raises(ValueError, match=r"sparse_layers must be one of \('auto', 'never', 'always'\), got 'sometimes'"):
+        export_pathway(model, sparse_layers="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"task must be an int in \[0, 0\], got 3"):
+        export_pathway(model, task=3)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        export_pathway(model, batch_size=0)
+    with pytest.raises(TypeError, match="sparsify"):
+        export_pathway(SAC("MlpPolicy", "Pendulum-v1", device="cpu"))
