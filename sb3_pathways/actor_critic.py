@@ -35,6 +35,10 @@ class ActorCriticPathways(PathwayPolicyMixin):
             squash=stochastic,
         )
 
+    def pathway_chains(self) -> dict[str, list[tuple[str, ...]]]:
+        critics: list[tuple[str, ...]] = [(path,) for path in self.pathway_ensembles()["critic"]]
+        return {"actor": [self.deployment_spec().chain], "critic": critics}
+
 
 class OnPolicyPathways(PathwayPolicyMixin):
     """``ActorCriticPolicy`` layout (PPO, A2C): networks ``"actor"`` (policy MLP and action
@@ -66,3 +70,6 @@ class OnPolicyPathways(PathwayPolicyMixin):
                 f"export supports Box (DiagGaussian) and Discrete (Categorical) actions, got {type(self.action_dist).__name__}"
             )
         return DeploymentSpec("pi_features_extractor", ("mlp_extractor.policy_net", "action_net"), head)
+
+    def pathway_chains(self) -> dict[str, list[tuple[str, ...]]]:
+        return {"actor": [("mlp_extractor.policy_net", "action_net")], "critic": [("mlp_extractor.value_net", "value_net")]}

@@ -237,11 +237,13 @@ class PathwayUpdateCallback(BaseCallback):
         )
         masks = self.updater.initial_masks(context) if initial else self.updater.update_masks(context)
         grown_value = 0.0 if self.updater.grow_at_zero else None
+        changes = {}
         for name in pathways:
-            change = pathways[name].set_masks(masks[name], grown_value) if name in masks else 0.0
+            changes[name] = change = pathways[name].set_masks(masks[name], grown_value) if name in masks else 0.0
             self.logger.record(f"pathways/{name}/mask_change", change)
             if self.verbose >= 1:
                 print(f"{type(self).__name__} step {self.num_timesteps}: {name} mask change {change:.2%}")
+        state.mask_changes.append((self.num_timesteps, changes))
         state.n_updates += 1
         state.last_update_step = self.num_timesteps
         self._episode_ended = False

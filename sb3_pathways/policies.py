@@ -115,6 +115,16 @@ class PathwayPolicyMixin(BasePolicy):
         """The modules that compute the deterministic action (see :class:`DeploymentSpec`)."""
         raise NotImplementedError(f"{type(self).__name__} does not say how its action is computed for export")
 
+    def pathway_chains(self) -> dict[str, list[tuple[str, ...]]]:
+        """
+        Network name -> its chains of linear layers (each a tuple of module paths, as
+        :attr:`DeploymentSpec.chain`), for the dead-end analysis. By default the action
+        network only.
+        """
+        spec = self.deployment_spec()
+        owner = next(name for name, paths in self.pathway_network_paths().items() if _under(spec.chain[0], paths))
+        return {owner: [spec.chain]}
+
     @property
     def network_names(self) -> list[str]:
         return list(self.pathway_network_paths())
@@ -210,6 +220,10 @@ class PathwayPolicyMixin(BasePolicy):
         data = super()._get_constructor_parameters()
         data.update(sparsity=self.sparsity, mask_init=self.mask_init)
         return data
+
+
+def _under(path: str, prefixes: list[str]) -> bool:
+    return any(path == prefix or path.startswith(prefix + ".") for prefix in prefixes)
 
 
 def pathway_policy(model_or_policy: Any, caller: str) -> PathwayPolicyMixin:

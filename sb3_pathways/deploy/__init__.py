@@ -2,9 +2,11 @@
 
 from sb3_pathways.deploy.energy import JOULES_PER_FLOP, EnergyCallback, TrainingCost, estimate_energy
 from sb3_pathways.deploy.export import (
+    ChainDeadEnds,
     CSRLinear,
     ExportedPathway,
     PrunedChain,
+    dead_ends,
     export_onnx,
     export_pathway,
     prune_action_network,
@@ -22,12 +24,14 @@ from sb3_pathways.deploy.flops import (
 __all__ = [
     "JOULES_PER_FLOP",
     "CSRLinear",
+    "ChainDeadEnds",
     "EnergyCallback",
     "ExportedPathway",
     "LayerFlops",
     "PrunedChain",
     "TrainingCost",
     "TrainingFlops",
+    "dead_ends",
     "estimate_energy",
     "export_onnx",
     "export_pathway",

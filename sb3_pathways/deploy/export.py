@@ -426,6 +426,41 @@ def prune_action_network(model: Any, task: int | None = None) -> PrunedChain:
     return remove_dead_neurons(stages)
 
 
+@dataclass
+class ChainDeadEnds:
+    """Live weights of one chain of linear layers and how many of them are dead ends."""
+
+    chain: tuple[str, ...]
+    live_weights: int
+    dead_end_weights: int
+    widths_before: list[int]
+    widths_after: list[int]
+
+
+def dead_ends(model: Any, task: int | None = None) -> dict[str, list[ChainDeadEnds]]:
+    """
+    For every network, the live weights of each chain of linear layers (the action network,
+    each Q-network, the value network) that lie on no input-to-output path: weights into
+    neurons nothing reads, and weights out of neurons that receive no input.
+
+    :param model: an SB3 model with a pathway policy, or the policy itself
+    :param task: which task's pathway of a multi-task policy
+    """
+    policy = pathway_policy(model, "dead_ends")
+    pathway = _pathway_index(policy, task)
+    report: dict[str, list[ChainDeadEnds]] = {}
+    for network, chains in policy.pathway_chains().items():
+        for paths in chains:
+            stages = linear_stages([policy.get_submodule(path) for path in paths], pathway)
+            live = sum(int(stage.mask.sum()) for stage in stages)
+            pruned = remove_dead_neurons(stages)
+            widths_after = [stage.weight.shape[0] for stage in pruned.stages]
+            report.setdefault(network, []).append(
+                ChainDeadEnds(paths, live, pruned.dead_end_weights, pruned.widths_before, widths_after)
+            )
+    return report
+
+
 def export_pathway(
     model: Any,
     task: int | None = None,

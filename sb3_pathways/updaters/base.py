@@ -28,6 +28,8 @@ class DiscoveryState:
     :param threshold_step: step at which the freeze threshold was first reached
     :param last_update_step: environment step of the last update
     :param score_history: network name -> the last normalised score vectors (CPU), oldest first
+    :param mask_changes: one ``(step, {network name: share of active weights replaced})`` per
+        mask update, for plots
     """
 
     n_updates: int = 0
@@ -37,6 +39,7 @@ class DiscoveryState:
     threshold_step: int | None = None
     last_update_step: int = 0
     score_history: dict[str, list[th.Tensor]] = field(default_factory=dict)
+    mask_changes: list[tuple[int, dict[str, float]]] = field(default_factory=list)
 
     def push_scores(self, network: str, normalised: th.Tensor, moving_average: int) -> th.Tensor:
         """Add a normalised score vector and return the mean of the last ``moving_average``."""

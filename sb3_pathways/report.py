@@ -1,0 +1,312 @@
+"""Reports on saved pathway runs: a one-screen summary and PNG plots (learning curve with the
+freeze step, mask heat maps, mask change per update, overlap between pathways)."""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch as th
+from matplotlib.figure import Figure
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from sb3_pathways.deploy import JOULES_PER_FLOP, dead_ends, estimate_energy, gradient_steps_per_update, training_flops
+from sb3_pathways.policies import PathwayPolicyMixin
+from sb3_pathways.stats import format_pathway_stats, get_masks, pathway_stats
+
+DPI = 100
+CURVE_SIZE = (8.0, 4.5)
+OVERLAP_SIZE = (6.0, 5.0)
+MASK_PANEL_SIZE = (4.0, 3.5)
+MASK_COLUMNS = 3
+MODEL_NAMES = ("best_model.zip",)
+
+
+class ReportError(Exception):
+    """A run or model that cannot be reported on, with what was expected and where."""
+
+
+@dataclass
+class LoadedRun:
+    """A saved model and the run directory it came from."""
+
+    model: BaseAlgorithm
+    model_path: Path
+    run_dir: Path
+
+
+def find_model(run_or_model: str | Path) -> Path:
+    """
+    The model zip of a run directory (rl-zoo3 layout: ``<env>.zip``, else ``best_model.zip``)
+    or the zip itself.
+
+    :param run_or_model: a run directory or a model zip
+    """
+    path = Path(run_or_model)
+    if path.is_file():
+        if path.suffix != ".zip":
+            raise ReportError(f"{path} is not a model: expected a .zip saved by SB3 (model.save) or a run directory")
+        return path
+    if not path.is_dir():
+        raise ReportError(f"{path} does not exist: expected a run directory (e.g. logs/sac/Pendulum-v1_1) or a model .zip")
+    env_name = path.name.rsplit("_", 1)[0]
+    candidates = [path / f"{env_name}.zip", *(path / name for name in MODEL_NAMES)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    found = sorted(p.name for p in path.iterdir())
+    raise ReportError(
+        f"no model in {path}: expected {' or '.join(c.name for c in candidates)} "
+        f"(written by `sb3-pathways train` at the end of a run); found {found or 'nothing'}"
+    )
+
+
+def algorithm_for(model_path: Path) -> type[BaseAlgorithm]:
+    """The algorithm class that saved a model zip, from its policy class (PPO and A2C, which
+    share policies, are told apart by PPO's ``n_epochs``)."""
+    from rl_zoo3.utils import ALGOS
+
+    with zipfile.ZipFile(model_path) as archive:
+        data = json.loads(archive.read("data"))
+    module = str(data.get("policy_class", {}).get("__module__", ""))
+    parts = module.split(".")
+    name = parts[1] if len(parts) > 1 else ""
+    if name in ("common", "ppo", "a2c"):
+        name = "ppo" if "n_epochs" in data else "a2c"
+    if name not in ALGOS:
+        raise ReportError(f"cannot tell which algorithm saved {model_path} (policy module {module!r}); pass --algo")
+    return ALGOS[name]
+
+
+def load_run(run_or_model: str | Path, algo: str | None = None) -> LoadedRun:
+    """
+    Load a saved model on CPU with its run directory.
+
+    :param run_or_model: a run directory or a model zip
+    :param algo: algorithm name (``"sac"``, ...); found from the zip when ``None``
+    """
+    from rl_zoo3.utils import ALGOS
+
+    import sb3_pathways  # noqa: F401  (registers the pathway policies)
+
+    model_path = find_model(run_or_model)
+    if algo is not None and algo not in ALGOS:
+        raise ReportError(f"unknown --algo {algo!r}; choose one of {sorted(ALGOS)}")
+    algorithm = ALGOS[algo] if algo else algorithm_for(model_path)
+    model = algorithm.load(model_path, device="cpu")
+    return LoadedRun(model, model_path, model_path.parent)
+
+
+def is_pathway_model(model: BaseAlgorithm) -> bool:
+    return isinstance(model.policy, PathwayPolicyMixin)
+
+
+def monitor_returns(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(cumulative environment steps at each episode end, episode return) from the run's
+    Monitor files, in time order; ``None`` if the directory has none."""
+    from stable_baselines3.common.monitor import LoadMonitorResultsError, load_results
+
+    try:
+        frame = load_results(str(run_dir))
+    except LoadMonitorResultsError:
+        return None
+    if frame.empty:
+        return None
+    frame = frame.sort_values("t")
+    return np.cumsum(frame["l"].to_numpy()), frame["r"].to_numpy()
+
+
+def summary(run: LoadedRun, joules_per_flop: float = JOULES_PER_FLOP) -> str:
+    """The one-screen text summary of a run."""
+    model = run.model
+    lines = [
+        f"model      {run.model_path}",
+        f"algorithm  {type(model).__name__}, policy {type(model.policy).__module__}.{type(model.policy).__name__}, "
+        f"{model.num_timesteps} environment steps",
+    ]
+    returns = monitor_returns(run.run_dir)
+    if returns is not None:
+        episodes = returns[1]
+        last = episodes[-10:]
+        lines.append(
+            f"returns    {len(episodes)} training episodes; last {len(last)}: mean {last.mean():.1f} +/- {last.std():.1f}"
+        )
+    if not is_pathway_model(model):
+        lines.append("pathway    none: a dense policy (trained with --dense or a stock policy)")
+        return "\n".join(lines)
+    state = getattr(model, "pathway_discovery", None)
+    if state is not None:
+        frozen = f"frozen at step {state.frozen_step}" if state.frozen else "not frozen"
+        threshold = f", threshold reached at step {state.threshold_step}" if state.threshold_step is not None else ""
+        lines.append(f"pathway    {state.n_updates} mask updates, {frozen}{threshold}")
+    else:
+        lines.append("pathway    fixed mask (no mask updater ran)")
+    lines += ["", format_pathway_stats(pathway_stats(model)), ""]
+    for network, chains in dead_ends(model).items():
+        for chain in chains:
+            lines.append(
+                f"dead ends  {network} {'+'.join(chain.chain)}: {chain.dead_end_weights} of {chain.live_weights} live "
+                f"weights; widths {chain.widths_before} -> {chain.widths_after} after dead-neuron removal"
+            )
+    flops = training_flops(model)
+    steps = model._n_updates * gradient_steps_per_update(model)
+    lines.append(
+        f"training   {flops.pathway:.3g} FLOPs per gradient step (dense {flops.dense:.3g}, ratio {flops.ratio:.3f}); "
+        f"{steps} gradient steps: estimated {estimate_energy(steps * flops.pathway, joules_per_flop):.3g} J "
+        f"(dense {estimate_energy(steps * flops.dense, joules_per_flop):.3g} J at {joules_per_flop:g} J/FLOP)"
+    )
+    return "\n".join(lines)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def plot_learning_curve(run: LoadedRun, path: Path) -> Path | None:
+    """Episode returns from the Monitor files, their moving mean, and the freeze step."""
+    returns = monitor_returns(run.run_dir)
+    if returns is None:
+        return None
+    steps, episode_returns = returns
+    figure = Figure(figsize=CURVE_SIZE)
+    axes = figure.add_subplot()
+    axes.plot(steps, episode_returns, ".", alpha=0.3, label="episode return")
+    window = min(10, len(episode_returns))
+    smoothed = np.convolve(episode_returns, np.ones(window) / window, mode="valid")
+    axes.plot(steps[window - 1 :], smoothed, label=f"mean of {window} episodes")
+    state = getattr(run.model, "pathway_discovery", None)
+    if state is not None and state.frozen_step is not None:
+        axes.axvline(state.frozen_step, color="k", linestyle="--", label=f"mask frozen (step {state.frozen_step})")
+    axes.set_xlabel("environment steps")
+    axes.set_ylabel("return")
+    axes.set_title(f"{type(run.model).__name__} learning curve")
+    axes.legend(loc="best")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def mask_figure_size(n_layers: int) -> tuple[float, float]:
+    columns = min(MASK_COLUMNS, n_layers)
+    rows = math.ceil(n_layers / columns)
+    return MASK_PANEL_SIZE[0] * columns, MASK_PANEL_SIZE[1] * rows
+
+
+def plot_masks(model: BaseAlgorithm, path: Path, pathway: int | None = None) -> Path:
+    """A heat map of every masked layer's mask (output units down, inputs across)."""
+    masks = get_masks(model, pathway)
+    figure = Figure(figsize=mask_figure_size(len(masks)))
+    columns = min(MASK_COLUMNS, len(masks))
+    rows = math.ceil(len(masks) / columns)
+    for index, (name, mask) in enumerate(masks.items()):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        image = mask.reshape(mask.shape[0], -1).float() if mask.dim() > 1 else mask.float().unsqueeze(0)
+        if image.dim() > 2:  # several pathways: how many use each weight
+            image = image.sum(dim=0)
+        axes.imshow(image.numpy(), aspect="auto", cmap="Greys", interpolation="nearest")
+        axes.set_title(f"{name}\n{mask.float().mean().item():.1%} active", fontsize=8)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_mask_changes(model: BaseAlgorithm, path: Path) -> Path | None:
+    """Share of each network's active weights replaced at every mask update."""
+    state = getattr(model, "pathway_discovery", None)
+    changes = getattr(state, "mask_changes", None)
+    if not changes:
+        return None
+    figure = Figure(figsize=CURVE_SIZE)
+    axes = figure.add_subplot()
+    steps = [step for step, _ in changes]
+    for network in changes[0][1]:
+        axes.plot(steps, [100 * change.get(network, 0.0) for _, change in changes], marker=".", label=network)
+    if state is not None and state.frozen_step is not None:
+        axes.axvline(state.frozen_step, color="k", linestyle="--", label="mask frozen")
+    axes.set_xlabel("environment steps")
+    axes.set_ylabel("active weights replaced (%)")
+    axes.set_title("mask change per update")
+    axes.legend()
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def overlap_matrix(mask_sets: list[dict[str, th.Tensor]]) -> np.ndarray:
+    """Shared active weights over the union of active weights, for every pair of pathways
+    (masks keyed by weight name; only the names all of them have are compared)."""
+    names = sorted(set.intersection(*(set(masks) for masks in mask_sets)))
+    if not names:
+        raise ReportError("the pathways have no masked weight in common: compare models of the same architecture")
+    flat = []
+    for masks in mask_sets:
+        for name in names:
+            if masks[name].shape != mask_sets[0][name].shape:
+                raise ReportError(
+                    f"{name} has different shapes in the compared models: compare models of the same architecture"
+                )
+        flat.append(th.cat([masks[name].reshape(-1) for name in names]))
+    matrix = np.ones((len(flat), len(flat)))
+    for i, first in enumerate(flat):
+        for j, second in enumerate(flat):
+            union = int((first | second).sum())
+            matrix[i, j] = int((first & second).sum()) / union if union else 1.0
+    return matrix
+
+
+def plot_overlap(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
+    """The overlap matrix as an annotated heat map."""
+    figure = Figure(figsize=OVERLAP_SIZE)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    axes.set_yticks(range(len(labels)), labels, fontsize=8)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            axes.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", color="w" if matrix[i, j] < 0.6 else "k")
+    axes.set_title("pathway overlap (shared / union of active weights)")
+    figure.colorbar(image)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def write_plots(run: LoadedRun) -> list[Path]:
+    """Write the run's plots next to its model; returns the files written."""
+    stem = run.model_path.stem
+    written = [plot_learning_curve(run, run.run_dir / f"{stem}_learning_curve.png")]
+    if is_pathway_model(run.model):
+        written.append(plot_masks(run.model, run.run_dir / f"{stem}_masks.png"))
+        written.append(plot_mask_changes(run.model, run.run_dir / f"{stem}_mask_changes.png"))
+    return [path for path in written if path is not None]
+
+
+def report(
+    runs_or_models: list[str | Path], algo: str | None = None, joules_per_flop: float = JOULES_PER_FLOP
+) -> tuple[str, list[Path]]:
+    """
+    Summaries and plots of one or more saved runs; with several pathway models, also their
+    overlap matrix (written next to the first model).
+
+    :param runs_or_models: run directories or model zips
+    :param algo: algorithm name when it cannot be read from the zip
+    :param joules_per_flop: energy per FLOP of the estimate
+    :return: the text to print and the plots written
+    """
+    runs = [load_run(path, algo) for path in runs_or_models]
+    texts, plots = [], []
+    for run in runs:
+        texts.append(summary(run, joules_per_flop))
+        plots += write_plots(run)
+    pathway_runs = [run for run in runs if is_pathway_model(run.model)]
+    if len(pathway_runs) > 1:
+        labels = [f"{run.run_dir.name}/{run.model_path.stem}" for run in pathway_runs]
+        matrix = overlap_matrix([get_masks(run.model, 0) for run in pathway_runs])
+        rows = [f"overlap    {label}: " + " ".join(f"{value:.3f}" for value in row) for label, row in zip(labels, matrix)]
+        texts.append("\n".join(rows))
+        plots.append(plot_overlap(matrix, labels, pathway_runs[0].run_dir / "pathway_overlap.png"))
+    texts.append("plots      " + "\n           ".join(str(path) for path in plots))
+    return "\n\n".join(texts), plots
