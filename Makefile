@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml setup.cfg
 	touch $@
 
 demo: setup
-	$(PYTHON) -m sb3_pathways.demo
+	$(VENV)/bin/sb3-pathways train
 
 test: setup
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)

@@ -23,5 +23,5 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 nitpicky = False
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
-html_static_path: list[str] = []
+html_static_path: list[str] = ["_static"]
 

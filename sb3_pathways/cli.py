@@ -26,7 +26,10 @@ from typing import Any
 import yaml
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
-DEFAULT_TRAIN_ARGS = ["--algo", "sac", "--env", "Pendulum-v1", "-n", "10000", "--seed", "0"]
+DEFAULT_TRAIN_ARGS = [
+    *("--algo", "sac", "--env", "Pendulum-v1", "-n", "10000", "--seed", "0"),
+    *("--eval-freq", "2000", "--eval-episodes", "10"),
+]
 DENSE_POLICIES = {
     "PathwayPolicy": "MlpPolicy",
     "PathwayCnnPolicy": "CnnPolicy",

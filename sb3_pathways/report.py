@@ -120,6 +120,16 @@ def monitor_returns(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return np.cumsum(frame["l"].to_numpy()), frame["r"].to_numpy()
 
 
+def evaluations(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, mean deterministic return) of the evaluations an EvalCallback saved in the run
+    directory (``evaluations.npz``), ``None`` if there are none."""
+    path = run_dir / "evaluations.npz"
+    if not path.is_file():
+        return None
+    data = np.load(path)
+    return data["timesteps"], data["results"].mean(axis=1)
+
+
 def summary(run: LoadedRun, joules_per_flop: float = JOULES_PER_FLOP) -> str:
     """The one-screen text summary of a run."""
     model = run.model
@@ -135,6 +145,9 @@ def summary(run: LoadedRun, joules_per_flop: float = JOULES_PER_FLOP) -> str:
         lines.append(
             f"returns    {len(episodes)} training episodes; last {len(last)}: mean {last.mean():.1f} +/- {last.std():.1f}"
         )
+    evaluated = evaluations(run.run_dir)
+    if evaluated is not None and len(evaluated[0]):
+        lines.append(f"evaluation last (step {evaluated[0][-1]}): mean deterministic return {evaluated[1][-1]:.1f}")
     if not is_pathway_model(model):
         lines.append("pathway    none: a dense policy (trained with --dense or a stock policy)")
         return "\n".join(lines)
@@ -179,6 +192,9 @@ def plot_learning_curve(run: LoadedRun, path: Path) -> Path | None:
     window = min(10, len(episode_returns))
     smoothed = np.convolve(episode_returns, np.ones(window) / window, mode="valid")
     axes.plot(steps[window - 1 :], smoothed, label=f"mean of {window} episodes")
+    evaluated = evaluations(run.run_dir)
+    if evaluated is not None and len(evaluated[0]):
+        axes.plot(*evaluated, "s-", label="evaluation (deterministic)")
     state = getattr(run.model, "pathway_discovery", None)
     if state is not None and state.frozen_step is not None:
         axes.axvline(state.frozen_step, color="k", linestyle="--", label=f"mask frozen (step {state.frozen_step})")
