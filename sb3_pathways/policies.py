@@ -12,8 +12,9 @@ from typing import Any, ClassVar, Literal, Union
 
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from sb3_pathways.masking.layers import MaskedWeightMixin, convert_to_masked
+from sb3_pathways.masking.layers import MaskedLinear, MaskedWeightMixin, TaskIdFunction, TaskRouter, convert_to_masked
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import MASK_INITS, random_masks
 
@@ -61,6 +62,22 @@ def validate_sparsity(sparsity: Any) -> SparsitySpec:
     return _check_sparsity_value(sparsity, "sparsity")
 
 
+class OneHotTaskId:
+    """Task ids from a one-hot task encoding in the last ``n_tasks`` observation features (as
+    MetaWorld's multi-task benchmarks append it).
+
+    :param n_tasks: number of tasks
+    """
+
+    def __init__(self, n_tasks: int) -> None:
+        self.n_tasks = n_tasks
+
+    def __call__(self, observation: th.Tensor) -> th.Tensor:
+        if not isinstance(observation, th.Tensor):
+            raise TypeError("OneHotTaskId reads a flat observation tensor; pass task_id_fn for dict observations")
+        return observation.reshape(observation.shape[0], -1)[:, -self.n_tasks :].argmax(dim=1)
+
+
 def validate_mask_init(mask_init: Any) -> str:
     if mask_init not in MASK_INITS:
         raise ValueError(f"mask_init must be one of {MASK_INITS}, got {mask_init!r}")
@@ -78,24 +95,48 @@ class PathwayPolicyMixin(BasePolicy):
         ``DEFAULT_SPARSITY``)
     :param mask_init: initial mask before any discovery: ``"random"`` (the same share of every
         layer, random positions) or ``"erk"`` (Erdős–Rényi-kernel layer shares)
+    :param n_tasks: pathways per network, one per task; each sample runs through its task's
+        pathway (``1``: the single-task policy)
+    :param task_id_fn: observation (as the features extractor receives it) -> task id per
+        sample; default :class:`OneHotTaskId` (one-hot task encoding at the end)
     """
 
     #: target module path -> the online module path whose masks it uses
     pathway_targets: ClassVar[dict[str, str]] = {}
     #: masks per layer (the leading dimension of ``weight_mask``); one per task in multi-task
     n_pathways: int = 1
+    task_router: TaskRouter | None = None
 
     def __init__(
         self,
         *args: Any,
         sparsity: SparsitySpec = DEFAULT_SPARSITY,
         mask_init: str = "random",
+        n_tasks: int = 1,
+        task_id_fn: TaskIdFunction | None = None,
         **kwargs: Any,
     ) -> None:
         # Set before the stock constructor, which calls ``_build``.
         self.sparsity = validate_sparsity(sparsity)
         self.mask_init = validate_mask_init(mask_init)
+        if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
+            raise ValueError(f"n_tasks must be a positive int, got {n_tasks!r}")
+        if task_id_fn is not None and not callable(task_id_fn):
+            raise ValueError(f"task_id_fn must be a callable observation -> task ids, got {task_id_fn!r}")
+        self.n_pathways = n_tasks
+        self.task_id_fn = task_id_fn
         super().__init__(*args, **kwargs)
+
+    @property
+    def n_tasks(self) -> int:
+        return self.n_pathways
+
+    def task_ids(self, observation: th.Tensor) -> th.Tensor:
+        """The task of every observation of a batch (as the features extractor receives it)."""
+        if self.n_pathways == 1:
+            return th.zeros(observation.shape[0], dtype=th.long, device=observation.device)
+        function = self.task_id_fn or OneHotTaskId(self.n_pathways)
+        return function(observation)
 
     def pathway_ensembles(self) -> dict[str, list[str]]:
         """
@@ -143,8 +184,34 @@ class PathwayPolicyMixin(BasePolicy):
         self.keep_ratios()  # check the sparsity names before touching the networks
         for path in [*self._online_paths(), *self.pathway_targets]:
             convert_to_masked(self.get_submodule(path), self.n_pathways)
+        if self.n_pathways > 1:
+            self._setup_task_routing()
         for network in self.pathways().values():
             network.set_masks(choose_masks(network) if choose_masks else self._random_masks(network))
+
+    def _setup_task_routing(self) -> None:
+        """Route every network's samples by task: each features extractor sets the tasks of the
+        batch it receives, which the network's masked layers then read. The per-task weight
+        copies join the optimizer of their layer's weight."""
+        self.task_router = TaskRouter(self.n_pathways)
+        router = self.task_router
+
+        def set_tasks(_: th.nn.Module, args: tuple[Any, ...]) -> None:
+            router.set_tasks(self.task_ids(args[0]))
+
+        for module in self.modules():
+            if isinstance(module, BaseFeaturesExtractor):
+                module.register_forward_pre_hook(set_tasks)
+            if isinstance(module, MaskedLinear):
+                module.task_router = router
+        online = [layer for path in self._online_paths() for layer in self.get_submodule(path).modules()]
+        for optimizer in self.optimizers():
+            for group in optimizer.param_groups:
+                held = {id(parameter) for parameter in group["params"]}
+                for layer in online:
+                    if isinstance(layer, MaskedLinear) and id(layer.weight) in held and id(layer.task_weight) not in held:
+                        group["params"].append(layer.task_weight)
+                        held.add(id(layer.task_weight))
 
     def _random_masks(self, network: NetworkPathway) -> dict[str, th.Tensor]:
         shapes = [layer.weight.shape for layer in network.layers.values()]
@@ -219,6 +286,8 @@ class PathwayPolicyMixin(BasePolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(sparsity=self.sparsity, mask_init=self.mask_init)
+        if self.n_pathways > 1:
+            data.update(n_tasks=self.n_pathways, task_id_fn=self.task_id_fn)
         return data
 
 

@@ -12,6 +12,13 @@ A masked layer keeps three tensors:
 The gradient of ``weight`` is multiplied by the mask as soon as it is accumulated, so dormant
 entries receive exactly zero gradient, before any gradient clipping or optimizer step.
 
+With several pathways (one per task), a linear layer routes every sample through its task's
+mask (:class:`TaskRouter`), in one pass per task present in the batch. Until the pathways are
+merged, each task trains its own copy of the weights (``task_weight``, shape
+``(n_pathways, *weight.shape)``); :meth:`MaskedLinear.merge_task_weights` averages the copies
+into the shared ``weight`` over the tasks that use each entry, and from then on the gradient of
+a shared entry is the average over those tasks, not their sum.
+
 Existing layers are converted in place (:func:`convert_to_masked`), the way
 ``torch.nn.utils.parametrize`` does it: every reference to the layer stays valid, its
 parameters (and so the optimizers that hold them) are unchanged.
@@ -19,10 +26,42 @@ parameters (and so the optimizers that hold them) are unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch as th
 from torch import nn
+from torch.nn import functional as F
+
+TaskIdFunction = Callable[[th.Tensor], th.Tensor]
+
+
+class TaskRouter:
+    """
+    The task of every sample in the batch being processed, shared by the masked layers of a
+    multi-task policy. The policy sets it from each network's input (the observation) before
+    the network runs.
+
+    :param n_tasks: number of tasks (pathways)
+    """
+
+    def __init__(self, n_tasks: int) -> None:
+        self.n_tasks = n_tasks
+        self.task_ids: th.Tensor | None = None
+
+    def set_tasks(self, task_ids: th.Tensor) -> None:
+        task_ids = task_ids.reshape(-1).long()
+        if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= self.n_tasks):
+            raise ValueError(f"task ids must be in [0, {self.n_tasks - 1}], got {task_ids.unique().tolist()}")
+        self.task_ids = task_ids
+
+    def current(self, batch_size: int) -> th.Tensor:
+        if self.task_ids is None or self.task_ids.numel() != batch_size:
+            raise RuntimeError(
+                f"no task ids for a batch of {batch_size} samples: a multi-task layer ran outside a network "
+                "whose input the policy routes (its features extractor sets the tasks)"
+            )
+        return self.task_ids
 
 
 class MaskedWeightMixin(nn.Module):
@@ -32,6 +71,8 @@ class MaskedWeightMixin(nn.Module):
     weight_mask: th.Tensor
     weight_stored: th.Tensor
     _gradient_mask: th.Tensor
+    #: score every connection (dense) rather than the pathway: set while scoring
+    score_dense: bool = False
 
     def _setup_mask(self, n_pathways: int = 1) -> None:
         if n_pathways < 1:
@@ -46,6 +87,15 @@ class MaskedWeightMixin(nn.Module):
 
     def _register_gradient_mask(self) -> None:
         self.weight.register_post_accumulate_grad_hook(self._mask_gradient)
+
+    def _refresh_gradient_mask(self) -> None:
+        """Single pathway: the active mask. Several: 1 / (number of pathways using the entry), so
+        that the accumulated gradient of a shared entry is the average over its tasks."""
+        if self.n_pathways == 1:
+            self._gradient_mask.copy_(self.weight_mask[0])
+        else:
+            users = self.weight_mask.sum(dim=0).to(self._gradient_mask.dtype)
+            self._gradient_mask.copy_(th.where(users > 0, 1.0 / users.clamp(min=1), th.zeros_like(users)))
 
     def _mask_gradient(self, weight: th.Tensor) -> None:
         if weight.grad is not None:
@@ -70,6 +120,15 @@ class MaskedWeightMixin(nn.Module):
         """The weight as one pathway sees it: θ ⊙ m for that pathway (a detached copy)."""
         return (self.full_weight() * self.weight_mask[pathway]).detach().clone()
 
+    @property
+    def independent(self) -> bool:
+        """Whether each pathway trains its own weight copy (multi-task, before merging)."""
+        return False
+
+    def scored_weight(self) -> th.Tensor:
+        """The parameter the forward pass reads θ from."""
+        return self.weight
+
     @th.no_grad()
     def set_mask(self, mask: th.Tensor) -> None:
         """
@@ -86,8 +145,8 @@ class MaskedWeightMixin(nn.Module):
         full = self.full_weight()
         self.weight_mask.copy_(mask)
         self.weight_stored.copy_(full)
-        self._gradient_mask.copy_(self.active_mask)
-        self.weight.copy_(full * self._gradient_mask)
+        self.weight.copy_(full * self.active_mask)
+        self._refresh_gradient_mask()
 
     @th.no_grad()
     def set_full_weight(self, weight: th.Tensor) -> None:
@@ -113,8 +172,8 @@ class MaskedWeightMixin(nn.Module):
             state_dict.setdefault(prefix + "weight_stored", state_dict[weight_key])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
         with th.no_grad():
-            self._gradient_mask.copy_(self.active_mask)
-            self.weight.mul_(self._gradient_mask)
+            self.weight.mul_(self.active_mask)
+            self._refresh_gradient_mask()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Gradient hooks live on the parameter and are not copied by ``copy.deepcopy``/pickle.
@@ -127,11 +186,80 @@ class MaskedWeightMixin(nn.Module):
 
 
 class MaskedLinear(MaskedWeightMixin, nn.Linear):
-    """``nn.Linear`` with a pathway mask on its weight (the bias is never masked)."""
+    """``nn.Linear`` with a pathway mask on its weight (the bias is never masked). With several
+    pathways, each sample goes through its task's mask (see the module documentation)."""
+
+    task_router: TaskRouter | None = None
+    task_weight: nn.Parameter
+    merged: th.Tensor
+
+    def _setup_mask(self, n_pathways: int = 1) -> None:
+        super()._setup_mask(n_pathways)
+        if n_pathways > 1:
+            self.task_weight = nn.Parameter(self.weight.detach().clone().unsqueeze(0).repeat(n_pathways, 1, 1))
+            self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
+            self.register_buffer("merged", th.tensor(False, device=self.weight.device))
+
+    def _register_gradient_mask(self) -> None:
+        super()._register_gradient_mask()
+        if "task_weight" in self._parameters:
+            self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
+
+    def _mask_task_gradient(self, weight: th.Tensor) -> None:
+        if weight.grad is not None:
+            weight.grad.mul_(self.weight_mask)
+
+    @property
+    def independent(self) -> bool:
+        return self.n_pathways > 1 and not bool(self.merged)
+
+    def pathway_weight(self, pathway: int = 0) -> th.Tensor:
+        if self.independent:
+            return (self.task_weight[pathway] * self.weight_mask[pathway]).detach().clone()
+        return super().pathway_weight(pathway)
+
+    def scored_weight(self) -> th.Tensor:
+        """The parameter the forward pass reads θ from: ``task_weight`` before merging."""
+        return self.task_weight if self.independent else self.weight
+
+    @th.no_grad()
+    def merge_task_weights(self) -> None:
+        """Average the task copies into the shared weight, over the tasks that use each entry
+        (entries no task uses keep their stored value); the copies are no longer read."""
+        if not self.independent:
+            return
+        users = self.weight_mask.sum(dim=0)
+        summed = (self.task_weight * self.weight_mask).sum(dim=0)
+        merged = th.where(users > 0, summed / users.clamp(min=1), self.full_weight())
+        self.set_full_weight(merged)
+        self.task_weight.copy_(merged.unsqueeze(0).expand_as(self.task_weight))
+        self.merged.fill_(True)
+        self._refresh_gradient_mask()
+
+    def forward(self, inputs: th.Tensor) -> th.Tensor:
+        if self.n_pathways == 1:
+            return super().forward(inputs)
+        assert self.task_router is not None, "a multi-task layer needs the policy's TaskRouter"
+        tasks = self.task_router.current(inputs.shape[0])
+        order = th.argsort(tasks, stable=True)
+        counts = th.bincount(tasks, minlength=self.n_pathways).tolist()
+        outputs = []
+        for task, chunk in enumerate(inputs[order].split(counts)):
+            if counts[task] == 0:
+                continue
+            source = self.task_weight[task] if self.independent else self.weight
+            weight = source if self.score_dense else source * self.weight_mask[task]
+            outputs.append(F.linear(chunk, weight, self.bias))
+        return th.cat(outputs)[th.argsort(order)]
 
 
 class MaskedConv2d(MaskedWeightMixin, nn.Conv2d):
     """``nn.Conv2d`` with a pathway mask on its weight (the bias is never masked)."""
+
+    def _setup_mask(self, n_pathways: int = 1) -> None:
+        if n_pathways > 1:
+            raise ValueError("multi-task pathways (n_tasks > 1) support linear layers only, not Conv2d (CNN policies)")
+        super()._setup_mask(n_pathways)
 
 
 MASKED_LAYER_TYPES: dict[type[nn.Module], type[MaskedWeightMixin]] = {

@@ -109,11 +109,14 @@ class NetworkPathway:
         for name, mask in masks.items():
             layer = self.layers[name]
             old = layer.active_mask.clone()
+            old_masks = layer.weight_mask.clone()
             layer.set_mask(mask.to(layer.weight_mask.device))
             new = layer.active_mask
             replaced += int((old & ~new).sum())
             previously_active += int(old.sum())
             changed_weights[layer.weight] = old ^ new
+            if layer.independent:
+                changed_weights[layer.scored_weight()] = old_masks ^ layer.weight_mask
             followers = self.followers.get(name, [])
             for follower in followers:
                 follower.set_mask(layer.weight_mask)
@@ -122,6 +125,16 @@ class NetworkPathway:
                     grown_layer.set_full_weight(th.where(new & ~old, grown_value, grown_layer.full_weight()))
         reset_optimizer_state(self.optimizers, changed_weights)
         return replaced / max(previously_active, 1)
+
+
+def merge_task_weights(network: NetworkPathway) -> None:
+    """Merge the per-task weight copies of a multi-task network (and its targets) into its
+    shared weights (see :meth:`~sb3_pathways.masking.layers.MaskedLinear.merge_task_weights`)."""
+    for name, layer in network.layers.items():
+        for merged_layer in [layer, *network.followers.get(name, [])]:
+            merge = getattr(merged_layer, "merge_task_weights", None)
+            if merge is not None:
+                merge()
 
 
 def reset_optimizer_state(optimizers: Iterable[th.optim.Optimizer], changed: Mapping[th.Tensor, th.Tensor]) -> None:

@@ -68,20 +68,25 @@ def concatenate_batches(batches: Sequence[Any]) -> Any:
     return type(first)(*fields)
 
 
+def select_transitions(batch: Any, index: slice | th.Tensor) -> Any:
+    """The transitions of a buffer sample at ``index`` (a slice or an index tensor)."""
+    fields: list[Any] = []
+    for value in batch:
+        if value is None:
+            fields.append(None)
+        elif isinstance(value, dict):
+            fields.append({key: v[index] for key, v in value.items()})
+        else:
+            fields.append(value[index])
+    return type(batch)(*fields)
+
+
 def split_batch(batch: Any, size: int) -> Iterator[tuple[Any, int]]:
     """Consecutive chunks of at most ``size`` transitions, with their lengths."""
     total = len(batch.actions)
     for start in range(0, total, size):
         stop = min(start + size, total)
-        fields: list[Any] = []
-        for value in batch:
-            if value is None:
-                fields.append(None)
-            elif isinstance(value, dict):
-                fields.append({key: v[start:stop] for key, v in value.items()})
-            else:
-                fields.append(value[start:stop])
-        yield type(batch)(*fields), stop - start
+        yield select_transitions(batch, slice(start, stop)), stop - start
 
 
 def newest_replay_transitions(buffer: ReplayBuffer, n: int, vec_normalize: Any = None) -> Any:

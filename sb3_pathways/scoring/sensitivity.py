@@ -49,19 +49,22 @@ def preserved_training_state(policy: th.nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def all_connections_on(pathways: dict[str, NetworkPathway]) -> Iterator[None]:
-    """Run a block with every online masked weight at its stored value θ (dense network)."""
+    """Run a block with every online masked weight at its stored value θ (dense network;
+    multi-task layers skip their task masks)."""
     live = {}
     with th.no_grad():
         for network in pathways.values():
             for layer in network.layers.values():
                 live[layer] = layer.weight.detach().clone()
                 layer.weight.copy_(layer.full_weight())
+                layer.score_dense = True
     try:
         yield
     finally:
         with th.no_grad():
             for layer, value in live.items():
                 layer.weight.copy_(value)
+                layer.score_dense = False
 
 
 def loss_gradients(
@@ -93,7 +96,7 @@ def loss_gradients(
         # every network starts from the same random state (same sampled actions)
         dense = all_connections_on({name: network}) if score_at == "dense" else contextlib.nullcontext()
         with preserved_training_state(policy), dense:
-            weights = [layer.weight for layer in network.layers.values()]
+            weights = [layer.scored_weight() for layer in network.layers.values()]
             gradients = [th.zeros_like(weight) for weight in weights]
             for chunk, length in split_batch(batch, chunk_size):
                 loss = objective(model, chunk).get(name)

@@ -30,6 +30,7 @@ class DiscoveryState:
     :param score_history: network name -> the last normalised score vectors (CPU), oldest first
     :param mask_changes: one ``(step, {network name: share of active weights replaced})`` per
         mask update, for plots
+    :param task_frozen_steps: multi-task: task -> environment step at which its mask froze
     """
 
     n_updates: int = 0
@@ -40,6 +41,7 @@ class DiscoveryState:
     last_update_step: int = 0
     score_history: dict[str, list[th.Tensor]] = field(default_factory=dict)
     mask_changes: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    task_frozen_steps: dict[int, int] = field(default_factory=dict)
 
     def push_scores(self, network: str, normalised: th.Tensor, moving_average: int) -> th.Tensor:
         """Add a normalised score vector and return the mean of the last ``moving_average``."""

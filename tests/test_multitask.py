@@ -1,0 +1,253 @@
+"""Multi-task pathways: routing, independent warm-up, merge with gradient averaging, per-task
+DAPD and freeze, save/load and per-task export, on a hand-made two-task environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import DQN, SAC
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+from torch.nn import functional as F
+
+import sb3_pathways
+from sb3_pathways import export_pathway, get_masks
+from sb3_pathways.masking.layers import MaskedLinear, TaskRouter, convert_to_masked
+from sb3_pathways.multitask import MultiTaskDAPDCallback, task_active_weights, task_overlap
+
+
+class TwoTaskEnv(gym.Env):
+    """Three random features and a one-hot task id; task 0 wants action -0.5, task 1 +0.5."""
+
+    def __init__(self, task: int, discrete: bool = False) -> None:
+        self.task_id, self.task_name = task, ["left", "right"][task]
+        self.observation_space = gym.spaces.Box(-1, 1, (5,), np.float32)
+        self.action_space = gym.spaces.Discrete(2) if discrete else gym.spaces.Box(-1, 1, (1,), np.float32)
+        self._steps = 0
+
+    def _observation(self) -> np.ndarray:
+        observation = np.zeros(5, np.float32)
+        observation[:3] = self.np_random.uniform(-1, 1, 3)
+        observation[3 + self.task_id] = 1
+        return observation
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._steps = 0
+        return self._observation(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._steps += 1
+        value = float(np.asarray(action).reshape(-1)[0])
+        error = abs(value - (0.5 if self.task_id else -0.5))
+        return self._observation(), -error, False, self._steps >= 20, {"is_success": float(error < 0.25)}
+
+
+def two_task_env(discrete: bool = False) -> DummyVecEnv:
+    return DummyVecEnv(
+        [lambda task=task: Monitor(TwoTaskEnv(task, discrete), info_keywords=("is_success",)) for task in (0, 1)]
+    )
+
+
+def two_task_sac(**kwargs: Any) -> SAC:
+    policy_kwargs = {"n_tasks": 2, "sparsity": 0.7, "net_arch": [16, 16], **kwargs.pop("policy_kwargs", {})}
+    return SAC(
+        "PathwayPolicy",
+        two_task_env(),
+        learning_starts=40,
+        batch_size=32,
+        seed=0,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+        **kwargs,
+    )
+
+
+def task_observations(task: int, n: int = 8) -> np.ndarray:
+    observations = np.zeros((n, 5), np.float32)
+    observations[:, :3] = np.random.default_rng(task).uniform(-1, 1, (n, 3))
+    observations[:, 3 + task] = 1
+    return observations
+
+
+@pytest.fixture
+def two_task_layer() -> tuple[MaskedLinear, TaskRouter]:
+    layer = th.nn.Sequential(th.nn.Linear(3, 4))
+    (masked,) = convert_to_masked(layer, n_pathways=2)
+    assert isinstance(masked, MaskedLinear)
+    router = TaskRouter(2)
+    masked.task_router = router
+    masks = th.tensor(
+        [
+            [[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 1]],  # task 0
+            [[0, 0, 1], [1, 0, 0], [0, 1, 1], [1, 0, 0]],  # task 1: overlaps task 0 at (1, 0) and (3, 0)
+        ],
+        dtype=th.bool,
+    )
+    masked.set_mask(masks)
+    return masked, router
+
+
+def test_routing_applies_each_samples_task_mask(two_task_layer: tuple[MaskedLinear, TaskRouter]) -> None:
+    layer, router = two_task_layer
+    inputs = th.randn(6, 3)
+    tasks = th.tensor([0, 1, 1, 0, 1, 0])
+    router.set_tasks(tasks)
+    outputs = layer(inputs)
+    for sample, task in enumerate(tasks.tolist()):
+        weight = layer.task_weight[task] * layer.weight_mask[task]
+        assert th.allclose(outputs[sample], F.linear(inputs[sample], weight, layer.bias), atol=1e-6)
+    with pytest.raises(RuntimeError, match="no task ids for a batch of 2 samples"):
+        layer(inputs[:2])
+
+
+def test_warm_up_trains_task_copies_independently(two_task_layer: tuple[MaskedLinear, TaskRouter]) -> None:
+    layer, router = two_task_layer
+    router.set_tasks(th.tensor([0, 0, 1]))
+    layer(th.randn(3, 3)).sum().backward()
+    assert layer.weight.grad is None, "the shared weight is not read before merging"
+    assert layer.task_weight.grad is not None
+    assert th.all(layer.task_weight.grad[~layer.weight_mask] == 0)
+    assert th.all(layer.task_weight.grad[layer.weight_mask] != 0)
+
+
+def test_merge_averages_copies_and_gradients_over_the_tasks_using_a_weight(
+    two_task_layer: tuple[MaskedLinear, TaskRouter],
+) -> None:
+    layer, router = two_task_layer
+    with th.no_grad():
+        layer.task_weight[0].fill_(1.0)
+        layer.task_weight[1].fill_(3.0)
+    layer.merge_task_weights()
+    masks = layer.weight_mask
+    assert layer.weight[1, 0] == 2.0 and layer.weight[3, 0] == 2.0  # shared: mean of 1 and 3
+    assert layer.weight[0, 0] == 1.0 and layer.weight[0, 2] == 3.0  # one task each
+    assert layer.weight[0, 1] == 0.0  # used by no task: dormant
+
+    inputs, tasks = th.randn(5, 3), th.tensor([0, 1, 0, 1, 1])
+    router.set_tasks(tasks)
+    layer(inputs).pow(2).sum().backward()
+    expected = th.zeros_like(layer.weight)
+    for task in (0, 1):
+        effective = (layer.weight.detach() * masks[task]).requires_grad_(True)
+        F.linear(inputs[tasks == task], effective, layer.bias.detach()).pow(2).sum().backward()
+        assert effective.grad is not None
+        expected += effective.grad * masks[task]
+    users = masks.sum(dim=0)
+    expected = th.where(users > 0, expected / users.clamp(min=1), th.zeros_like(expected))
+    assert layer.weight.grad is not None
+    assert th.allclose(layer.weight.grad, expected, atol=1e-6)
+    assert layer.weight.grad[1, 0] != 0  # a shared entry gets the mean, not the sum
+
+
+def test_single_task_is_exactly_the_single_task_policy() -> None:
+    default = SAC("PathwayPolicy", "Pendulum-v1", seed=3, device="cpu", policy_kwargs=dict(net_arch=[16]))
+    one_task = SAC("PathwayPolicy", "Pendulum-v1", seed=3, device="cpu", policy_kwargs=dict(net_arch=[16], n_tasks=1))
+    first, second = default.policy.state_dict(), one_task.policy.state_dict()
+    assert first.keys() == second.keys()
+    assert all(th.equal(first[key], second[key]) for key in first)
+
+
+def test_policy_routes_a_mixed_batch_like_each_tasks_pathway() -> None:
+    model = two_task_sac()
+    model.learn(100)
+    mixed = np.concatenate([task_observations(0), task_observations(1)])
+    actions, _ = model.predict(mixed, deterministic=True)
+    for task in (0, 1):
+        alone, _ = model.predict(task_observations(task), deterministic=True)
+        assert np.allclose(actions[task * 8 : (task + 1) * 8], alone, atol=1e-6)
+        exported = export_pathway(model, task=task)(th.as_tensor(task_observations(task))).numpy()
+        assert np.abs(exported - alone).max() <= 1e-5
+    masks = [get_masks(model, task) for task in (0, 1)]
+    assert any(not th.equal(masks[0][name], masks[1][name]) for name in masks[0]), "each task has its own pathway"
+    with pytest.raises(ValueError, match=r"the policy has 2 task pathways: pass task=0\.\.1"):
+        export_pathway(model)
+
+
+def test_per_task_dapd_freezes_each_task_on_its_own_metric() -> None:
+    model = two_task_sac()
+    # task 0 freezes at its first episode (any return >= -1e9), task 1 never (returns are <= 0)
+    callback = MultiTaskDAPDCallback(freeze_metric="return", freeze_threshold=[-1e9, 1.0], moving_average=2)
+    model.learn(200, callback=callback)
+    state = model.pathway_discovery
+    assert list(state.task_frozen_steps) == [0] and not state.frozen
+    assert callback.task_names == ["left", "right"]
+    frozen_masks = get_masks(model, 0)
+    changing_masks = get_masks(model, 1)
+    model.learn(100, callback=callback, reset_num_timesteps=False)
+    assert all(th.equal(frozen_masks[name], mask) for name, mask in get_masks(model, 0).items())
+    assert any(not th.equal(changing_masks[name], mask) for name, mask in get_masks(model, 1).items())
+    layer = model.policy.actor.latent_pi[0]
+    assert layer.independent
+    for task in (0, 1):
+        active = task_active_weights(model)[task]
+        assert active["actor"] == model.policy.pathways()["actor"].n_keep
+
+
+def test_warm_up_end_freezes_every_task_and_merges() -> None:
+    model = two_task_sac()
+    callback = MultiTaskDAPDCallback(max_warmup_steps=100, moving_average=2)
+    model.learn(160, callback=callback)
+    state = model.pathway_discovery
+    assert state.frozen and sorted(state.task_frozen_steps) == [0, 1]
+    for module in model.policy.modules():
+        if isinstance(module, MaskedLinear):
+            assert not module.independent
+    overlap = task_overlap(model)
+    assert overlap.shape == (2, 2) and overlap[0, 0] == 1.0 and 0.0 < overlap[0, 1] < 1.0
+
+
+def test_save_load_keeps_task_masks_weights_and_freeze_state(tmp_path: Path) -> None:
+    model = two_task_sac()
+    model.learn(200, callback=MultiTaskDAPDCallback(freeze_metric="return", freeze_threshold=[-1e9, 1.0]))
+    model.save(tmp_path / "mt")
+    loaded = SAC.load(tmp_path / "mt", env=two_task_env(), device="cpu")
+    assert loaded.policy.n_tasks == 2
+    for task in (0, 1):
+        masks, loaded_masks = get_masks(model, task), get_masks(loaded, task)
+        assert all(th.equal(masks[name], loaded_masks[name]) for name in masks)
+    original, restored = model.policy.state_dict(), loaded.policy.state_dict()
+    assert all(th.equal(original[key], restored[key]) for key in original)
+    assert loaded.pathway_discovery.task_frozen_steps == model.pathway_discovery.task_frozen_steps
+    mixed = np.concatenate([task_observations(0), task_observations(1)])
+    assert np.array_equal(model.predict(mixed, deterministic=True)[0], loaded.predict(mixed, deterministic=True)[0])
+    # training goes on after loading: task weights still in the optimizer
+    before = loaded.policy.actor.latent_pi[0].task_weight.detach().clone()
+    loaded.learn(60)
+    assert not th.equal(before, loaded.policy.actor.latent_pi[0].task_weight)
+
+
+def test_multitask_dqn_trains_and_routes() -> None:
+    model = DQN(
+        "PathwayPolicy",
+        two_task_env(discrete=True),
+        learning_starts=40,
+        batch_size=16,
+        train_freq=4,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(n_tasks=2, net_arch=[16], sparsity=0.6),
+    )
+    model.learn(120, callback=MultiTaskDAPDCallback())
+    q_values = [export_pathway(model, task=task).network_output(th.as_tensor(task_observations(task))) for task in (0, 1)]
+    with th.no_grad():
+        routed = model.policy.q_net(th.as_tensor(np.concatenate([task_observations(0), task_observations(1)])))
+    assert th.allclose(th.cat(q_values), routed, atol=1e-5)
+
+
+def test_multitask_errors_name_the_argument() -> None:
+    with pytest.raises(ValueError, match="n_tasks must be a positive int, got 0"):
+        two_task_sac(policy_kwargs=dict(n_tasks=0))
+    with pytest.raises(ValueError, match=r"multi-task pathways \(n_tasks > 1\) support linear layers only"):
+        convert_to_masked(th.nn.Conv2d(1, 2, 3), n_pathways=2)
+    single = SAC("PathwayPolicy", "Pendulum-v1", device="cpu", learning_starts=10)
+    with pytest.raises(ValueError, match=r"needs a multi-task policy: policy_kwargs=dict\(n_tasks=N\)"):
+        single.learn(20, callback=MultiTaskDAPDCallback())
+    with pytest.raises(ValueError, match="freeze_metric must be one of"):
+        MultiTaskDAPDCallback(freeze_metric="eval")
+    assert sb3_pathways  # aliases registered
