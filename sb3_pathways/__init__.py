@@ -14,6 +14,7 @@ from sb3_pathways.callbacks import (
     SNIPCallback,
 )
 from sb3_pathways.deploy import EnergyCallback, export_onnx, export_pathway, training_flops
+from sb3_pathways.multitask import envs as _multitask_envs  # noqa: F401  (registers sb3_pathways/MT10-v0, MT50-v0)
 from sb3_pathways.policies import PathwayPolicyMixin
 from sb3_pathways.scoring import connection_sensitivity, register_objective
 from sb3_pathways.sparsify import sparsify

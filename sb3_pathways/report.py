@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_pathways.deploy import JOULES_PER_FLOP, dead_ends, estimate_energy, gradient_steps_per_update, training_flops
-from sb3_pathways.policies import PathwayPolicyMixin
+from sb3_pathways.policies import PathwayPolicyMixin, pathway_policy
 from sb3_pathways.stats import format_pathway_stats, get_masks, pathway_stats
 
 DPI = 100
@@ -158,8 +158,11 @@ def summary(run: LoadedRun, joules_per_flop: float = JOULES_PER_FLOP) -> str:
         lines.append(f"pathway    {state.n_updates} mask updates, {frozen}{threshold}")
     else:
         lines.append("pathway    fixed mask (no mask updater ran)")
+    policy = pathway_policy(model, "summary")
+    if policy.n_tasks > 1:
+        lines += ["", *task_summary(model), "", "layers of the first task's pathway:"]
     lines += ["", format_pathway_stats(pathway_stats(model)), ""]
-    for network, chains in dead_ends(model).items():
+    for network, chains in dead_ends(model, 0 if policy.n_tasks > 1 else None).items():
         for chain in chains:
             lines.append(
                 f"dead ends  {network} {'+'.join(chain.chain)}: {chain.dead_end_weights} of {chain.live_weights} live "
@@ -173,6 +176,41 @@ def summary(run: LoadedRun, joules_per_flop: float = JOULES_PER_FLOP) -> str:
         f"(dense {estimate_energy(steps * flops.dense, joules_per_flop):.3g} J at {joules_per_flop:g} J/FLOP)"
     )
     return "\n".join(lines)
+
+
+def task_names(model: BaseAlgorithm) -> list[str]:
+    """The task names a multi-task run recorded (``task0``, ... if none)."""
+    policy = pathway_policy(model, "task_names")
+    names = list(getattr(getattr(model, "pathway_discovery", None), "task_names", []) or [])
+    return names if len(names) == policy.n_tasks else [f"task{task}" for task in range(policy.n_tasks)]
+
+
+def task_summary(model: BaseAlgorithm) -> list[str]:
+    """Per task: active weights of every network, freeze step and dead ends; then the overlap
+    between task pathways."""
+    from sb3_pathways.multitask.analysis import task_active_weights, task_overlap
+
+    policy = pathway_policy(model, "task_summary")
+    state = getattr(model, "pathway_discovery", None)
+    frozen = getattr(state, "task_frozen_steps", {}) or {}
+    merged = not any(getattr(layer, "independent", False) for layer in policy.modules())
+    names = task_names(model)
+    active = task_active_weights(model)
+    networks = list(active[0])
+    header = ["task", *(f"active {network}" for network in networks), "frozen at", "dead ends"]
+    rows = [header]
+    for task, name in enumerate(names):
+        ends = sum(chain.dead_end_weights for chains in dead_ends(model, task).values() for chain in chains)
+        rows.append([name, *(str(active[task][network]) for network in networks), str(frozen.get(task, "-")), str(ends)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [f"tasks      {policy.n_tasks} pathways, task weights {'merged' if merged else 'independent (warm-up)'}"]
+    lines += [
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows
+    ]
+    overlap = task_overlap(model)
+    lines += ["", "overlap between task pathways (shared / union of active weights):"]
+    lines += [f"  {name:>24s} " + " ".join(f"{value:.2f}" for value in row) for name, row in zip(names, overlap)]
+    return lines
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -213,18 +251,22 @@ def mask_figure_size(n_layers: int) -> tuple[float, float]:
 
 
 def plot_masks(model: BaseAlgorithm, path: Path, pathway: int | None = None) -> Path:
-    """A heat map of every masked layer's mask (output units down, inputs across)."""
+    """A heat map of every masked layer's mask (output units down, inputs across); for a
+    multi-task policy with ``pathway=None``, how many tasks use each weight."""
+    policy = pathway_policy(model, "plot_masks")
     masks = get_masks(model, pathway)
+    several = pathway is None and policy.n_tasks > 1
     figure = Figure(figsize=mask_figure_size(len(masks)))
     columns = min(MASK_COLUMNS, len(masks))
     rows = math.ceil(len(masks) / columns)
     for index, (name, mask) in enumerate(masks.items()):
         axes = figure.add_subplot(rows, columns, index + 1)
-        image = mask.reshape(mask.shape[0], -1).float() if mask.dim() > 1 else mask.float().unsqueeze(0)
-        if image.dim() > 2:  # several pathways: how many use each weight
-            image = image.sum(dim=0)
+        users = mask.float().sum(dim=0) if several else mask.float()
+        image = users.reshape(users.shape[0], -1)
         axes.imshow(image.numpy(), aspect="auto", cmap="Greys", interpolation="nearest")
-        axes.set_title(f"{name}\n{mask.float().mean().item():.1%} active", fontsize=8)
+        active = (users > 0).float().mean().item()
+        label = "used by a task" if several else "active"
+        axes.set_title(f"{name}\n{active:.1%} {label}", fontsize=8)
         axes.set_xticks([])
         axes.set_yticks([])
     figure.tight_layout()
@@ -297,6 +339,11 @@ def write_plots(run: LoadedRun) -> list[Path]:
     if is_pathway_model(run.model):
         written.append(plot_masks(run.model, run.run_dir / f"{stem}_masks.png"))
         written.append(plot_mask_changes(run.model, run.run_dir / f"{stem}_mask_changes.png"))
+        if pathway_policy(run.model, "write_plots").n_tasks > 1:
+            from sb3_pathways.multitask.analysis import task_overlap
+
+            overlap_path = run.run_dir / f"{stem}_task_overlap.png"
+            written.append(plot_overlap(task_overlap(run.model), task_names(run.model), overlap_path))
     return [path for path in written if path is not None]
 
 

@@ -102,12 +102,16 @@ def format_pathway_stats(stats: dict[str, NetworkStats]) -> str:
     for network_name, network in stats.items():
         for name, entry in [*((f"  {n}", layer) for n, layer in network.layers.items()), (network_name, network)]:
             rows.append((name, str(entry.active), str(entry.total), f"{entry.sparsity:.2%}", f"{entry.flops_ratio:.3f}"))
+    return "\n".join(format_table(rows))
+
+
+def format_table(rows: list[list[str]] | list[tuple[str, ...]]) -> list[str]:
+    """Rows of cells as aligned text lines: the first column left-aligned, the others right."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
+    return [
         "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
         for row in rows
     ]
-    return "\n".join(lines)
 
 
 def record_pathway_stats(logger: Logger, model: Any) -> None:

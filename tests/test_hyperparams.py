@@ -13,10 +13,11 @@ from rl_zoo3.utils import ALGOS, get_callback_list
 
 import sb3_pathways
 from sb3_pathways import DAPDCallback
+from sb3_pathways.multitask import MultiTaskDAPDCallback
 
 HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
 EXPECTED = {
-    "sac": {"Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"},
+    "sac": {"Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "sb3_pathways/MT10-v0"},
     "td3": {"Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"},
     "tqc": {"Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"},
     "ppo": {"CartPole-v1", "Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"},
@@ -41,6 +42,10 @@ def test_every_entry_uses_a_pathway_policy_and_dapd(algo: str) -> None:
         policy_kwargs = eval(hyperparams["policy_kwargs"])  # as rl-zoo3 evaluates it
         assert policy_kwargs["sparsity"] == 0.95
         callbacks = get_callback_list(hyperparams)
+        if policy_kwargs.get("n_tasks", 1) > 1:
+            assert len(callbacks) == 1 and isinstance(callbacks[0], MultiTaskDAPDCallback), (algo, env_id)
+            assert callbacks[0].task_thresholds is not None, (algo, env_id)
+            continue
         assert len(callbacks) == 1 and isinstance(callbacks[0], DAPDCallback), (algo, env_id)
         dapd = callbacks[0]
         assert dapd.freeze_threshold is not None or dapd.max_warmup_steps is not None, (algo, env_id)

@@ -158,10 +158,17 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         elif len(self.task_names) != n_tasks:
             raise ValueError(f"task_names needs {n_tasks} names, got {len(self.task_names)}")
         self._task_episodes = [deque(maxlen=self.freeze_window) for _ in range(n_tasks)]
+        self.state.task_names = list(self.task_names)
 
     def _names_from_env(self, n_tasks: int) -> list[str]:
         names = [f"task{task}" for task in range(n_tasks)]
         env = self.model.get_env()
+        try:
+            listed = env.get_attr("task_names")[0]  # type: ignore[union-attr]
+            if len(listed) == n_tasks:
+                return [str(name) for name in listed]
+        except AttributeError:
+            pass
         try:
             ids, env_names = env.get_attr("task_id"), env.get_attr("task_name")  # type: ignore[union-attr]
         except AttributeError:

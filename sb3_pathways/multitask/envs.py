@@ -83,6 +83,47 @@ def make_metaworld_task(
 ) -> gym.Env:
     """One MetaWorld task (goal positions resampled at every reset) with its one-hot and
     Monitor (``is_success`` recorded with every episode)."""
+    env = _metaworld_env(task_name, seed, max_episode_steps)
+    return Monitor(TaskOneHot(env, task_id, n_tasks, task_name), info_keywords=("is_success",))
+
+
+class RoundRobinTasks(gym.Env):
+    """
+    One environment that plays a list of MetaWorld tasks in turn, a new task at every reset,
+    with the task one-hot in the observation: a gym id (``sb3_pathways/MT10-v0``,
+    ``sb3_pathways/MT50-v0``) for tools that build every sub-env from the same id, such as
+    rl-zoo3. ``task_names`` lists the tasks in one-hot order.
+
+    :param benchmark: ``"MT10"`` or ``"MT50"``
+    :param seed: offsets the first task (sub-envs seeded differently start on different tasks)
+    """
+
+    def __init__(self, benchmark: str = "MT10", seed: int = 0) -> None:
+        self.task_names = list(metaworld_task_names(benchmark))
+        self.tasks = [
+            TaskOneHot(_metaworld_env(name, seed), task, len(self.task_names), name)
+            for task, name in enumerate(self.task_names)
+        ]
+        self.observation_space = self.tasks[0].observation_space
+        self.action_space = self.tasks[0].action_space
+        self._current = seed % len(self.tasks) - 1
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self._current = seed % len(self.tasks) - 1
+        self._current = (self._current + 1) % len(self.tasks)
+        return self.tasks[self._current].reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        return self.tasks[self._current].step(action)
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.close()
+
+
+def _metaworld_env(task_name: str, seed: int, max_episode_steps: int | None = None) -> gym.Env:
     try:
         import metaworld  # noqa: F401  (registers the Meta-World/ environments)
     except ImportError as error:
@@ -90,8 +131,7 @@ def make_metaworld_task(
     kwargs: dict[str, Any] = {"env_name": task_name, "seed": seed}
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
-    env = gym.make("Meta-World/MT1", **kwargs)
-    return Monitor(TaskOneHot(env, task_id, n_tasks, task_name), info_keywords=("is_success",))
+    return gym.make("Meta-World/MT1", **kwargs)
 
 
 def make_multitask_env(
@@ -143,3 +183,12 @@ def make_mt50_env(
 ) -> VecEnv:
     """MetaWorld MT50 as an SB3 VecEnv, one task per sub-env (see :func:`make_multitask_env`)."""
     return make_multitask_env(metaworld_task_names("MT50"), n_envs, seed, vec_env_cls, max_episode_steps)
+
+
+for _benchmark in ("MT10", "MT50"):
+    if f"sb3_pathways/{_benchmark}-v0" not in gym.registry:
+        gym.register(
+            f"sb3_pathways/{_benchmark}-v0",
+            entry_point="sb3_pathways.multitask.envs:RoundRobinTasks",
+            kwargs={"benchmark": _benchmark},
+        )

@@ -31,6 +31,7 @@ class DiscoveryState:
     :param mask_changes: one ``(step, {network name: share of active weights replaced})`` per
         mask update, for plots
     :param task_frozen_steps: multi-task: task -> environment step at which its mask froze
+    :param task_names: multi-task: the name of every task
     """
 
     n_updates: int = 0
@@ -42,6 +43,7 @@ class DiscoveryState:
     score_history: dict[str, list[th.Tensor]] = field(default_factory=dict)
     mask_changes: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     task_frozen_steps: dict[int, int] = field(default_factory=dict)
+    task_names: list[str] = field(default_factory=list)
 
     def push_scores(self, network: str, normalised: th.Tensor, moving_average: int) -> th.Tensor:
         """Add a normalised score vector and return the mean of the last ``moving_average``."""
