@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +106,7 @@ def format_pathway_stats(stats: dict[str, NetworkStats]) -> str:
     return "\n".join(format_table(rows))
 
 
-def format_table(rows: list[list[str]] | list[tuple[str, ...]]) -> list[str]:
+def format_table(rows: Sequence[Sequence[str]]) -> list[str]:
     """Rows of cells as aligned text lines: the first column left-aligned, the others right."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
