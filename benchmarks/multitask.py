@@ -1,0 +1,139 @@
+"""MetaWorld MT10: multi-task SAC with one DAPD pathway per task against dense multi-task SAC.
+
+Both methods see the same environment (one sub-env per task, task one-hot in the
+observation, :func:`sb3_pathways.multitask.make_mt10_env`) and the same SAC settings; the
+pathway method uses ``PathwayPolicy`` with ``n_tasks=10`` at ``--sparsity`` and
+``MultiTaskDAPDCallback``. At the end every task is evaluated on ``--eval-episodes``
+deterministic episodes; an episode succeeds if MetaWorld reports success at any step (the
+benchmark's convention). One JSON per run under ``--results``, runs already there are not
+redone.
+
+    python benchmarks/multitask.py                       # the CPU budget: 100k steps (10k per task), seed 0
+    python benchmarks/multitask.py --steps 20000000 --net-arch 400 400 400 \
+        --batch-size 1280 --learning-starts 15000 --seeds 0 1 2         # the paper's budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3 import SAC
+
+from sb3_pathways.multitask import MT10_TASKS, MultiTaskDAPDCallback, make_mt10_env, task_active_weights, task_overlap
+
+METHODS = ("dense", "dapd")
+
+
+def evaluate_tasks(model: SAC, episodes: int, seed: int) -> dict[str, float]:
+    """Success rate of every task over deterministic episodes (success at any step)."""
+    env = make_mt10_env(n_envs=10, seed=seed + 10_000)
+    successes = np.zeros(10)
+    for _ in range(episodes):
+        observations = env.reset()
+        succeeded = np.zeros(10, dtype=bool)
+        finished = np.zeros(10, dtype=bool)
+        while not finished.all():
+            actions, _ = model.predict(observations, deterministic=True)
+            observations, _, dones, infos = env.step(actions)
+            for index, info in enumerate(infos):
+                if not finished[index]:
+                    succeeded[index] |= bool(info.get("is_success", 0.0))
+                    finished[index] |= bool(dones[index])
+        successes += succeeded
+    env.close()
+    return {task: float(value) / episodes for task, value in zip(MT10_TASKS, successes)}
+
+
+def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    env = make_mt10_env(n_envs=10, seed=seed)
+    policy_kwargs: dict[str, Any] = {"net_arch": list(args.net_arch)}
+    callback = None
+    if method == "dapd":
+        policy_kwargs.update(n_tasks=10, sparsity=args.sparsity)
+        callback = MultiTaskDAPDCallback(
+            moving_average=5, freeze_metric="success", freeze_threshold=0.9, max_warmup_steps=args.max_warmup_steps
+        )
+    model = SAC(
+        "PathwayPolicy" if method == "dapd" else "MlpPolicy",
+        env,
+        batch_size=args.batch_size,
+        learning_starts=args.learning_starts,
+        learning_rate=3e-4,
+        buffer_size=min(1_000_000, args.steps),
+        seed=seed,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+    )
+    start = time.perf_counter()
+    model.learn(args.steps, callback=callback)
+    seconds = time.perf_counter() - start
+    success = evaluate_tasks(model, args.eval_episodes, seed)
+    actor_total = sum(
+        p.numel() for name, p in model.policy.actor.named_parameters() if name.endswith("weight") and p.dim() == 2
+    )
+    record: dict[str, Any] = {
+        "method": method,
+        "seed": seed,
+        "steps": args.steps,
+        "net_arch": list(args.net_arch),
+        "batch_size": args.batch_size,
+        "train_seconds": seconds,
+        "success": success,
+        "mean_success": float(np.mean(list(success.values()))),
+        "actor_weights": actor_total,
+    }
+    if method == "dapd":
+        active = task_active_weights(model)
+        record["active_actor_weights_per_task"] = {MT10_TASKS[task]: value["actor"] for task, value in active.items()}
+        record["task_overlap"] = task_overlap(model).round(4).tolist()
+        state = model.pathway_discovery
+        record["task_frozen_steps"] = {MT10_TASKS[task]: step for task, step in state.task_frozen_steps.items()}
+        record["merged"] = bool(state.frozen)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=100_000, help="environment steps over all tasks")
+    parser.add_argument("--net-arch", type=int, nargs="+", default=[256, 256])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--learning-starts", type=int, default=5_000)
+    parser.add_argument("--sparsity", type=float, default=0.95)
+    parser.add_argument("--max-warmup-steps", type=int, default=None, help="freeze every task by this step")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/multitask"))
+    args = parser.parse_args(argv)
+    th.set_num_threads(args.threads)
+    args.results.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        for method in args.methods:
+            path = args.results / f"{method}_seed{seed}_{args.steps}.json"
+            if path.exists():
+                record = json.loads(path.read_text())
+            else:
+                record = run(method, seed, args)
+                path.write_text(json.dumps(record, indent=2))
+            active = record.get("active_actor_weights_per_task")
+            per_task = (
+                f"{int(np.mean(list(active.values())))} of {record['actor_weights']}"
+                if active
+                else str(record["actor_weights"])
+            )
+            print(
+                f"{method:5s} seed {seed}: mean success {record['mean_success']:.2f}; actor weights per task {per_task}; "
+                f"{record['train_seconds'] / 60:.1f} min",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
