@@ -57,10 +57,12 @@ class TaskOneHot(gym.Wrapper):
         return np.concatenate([observation, self._one_hot]).astype(self.observation_space.dtype)
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset the task; the observation gets the one-hot."""
         observation, info = self.env.reset(**kwargs)
         return self._observation(observation), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Step the task; ``info["is_success"]`` mirrors MetaWorld's ``success``."""
         observation, reward, terminated, truncated, info = self.env.step(action)
         if "success" in info:
             info["is_success"] = float(info["success"])
@@ -109,6 +111,7 @@ class RoundRobinTasks(gym.Env):
         self._current = seed % len(self.tasks) - 1
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode of the next task."""
         super().reset(seed=seed)
         if seed is not None:
             self._current = seed % len(self.tasks) - 1
@@ -116,9 +119,11 @@ class RoundRobinTasks(gym.Env):
         return self.tasks[self._current].reset(seed=seed, options=options)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One step of the current task."""
         return self.tasks[self._current].step(action)
 
     def close(self) -> None:
+        """Close every task's environment."""
         for task in self.tasks:
             task.close()
 
