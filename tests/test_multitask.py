@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3 import DQN, SAC
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.nn import functional as F
@@ -169,11 +170,24 @@ def test_policy_routes_a_mixed_batch_like_each_tasks_pathway() -> None:
         export_pathway(model)
 
 
+class CapturedRecords(KVWriter):
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        self.records.append(dict(key_values))
+
+
 def test_per_task_dapd_freezes_each_task_on_its_own_metric() -> None:
     model = two_task_sac()
+    captured = CapturedRecords()
+    model.set_logger(Logger(folder=None, output_formats=[captured]))
     # task 0 freezes at its first episode (any return >= -1e9), task 1 never (returns are <= 0)
     callback = MultiTaskDAPDCallback(freeze_metric="return", freeze_threshold=[-1e9, 1.0], moving_average=2)
     model.learn(200, callback=callback)
+    last = captured.records[-1]
+    assert last["pathways/task/left/frozen"] == 1 and last["pathways/task/right/frozen"] == 0
+    assert 0.0 <= last["pathways/task/right/success"] <= 1.0 and last["pathways/task/left/return"] < 0
     state = model.pathway_discovery
     assert list(state.task_frozen_steps) == [0] and not state.frozen
     assert callback.task_names == ["left", "right"]
