@@ -3,7 +3,9 @@
 For each hidden size, a SAC actor (2 hidden layers) on HalfCheetah-v5 computes deterministic
 actions at batch 1 (latency) and batch 4096 (throughput):
 
-- ``dense``: the stock ``MlpPolicy``;
+- ``dense``: the stock ``MlpPolicy`` (``policy._predict``, as ``predict`` runs it);
+- ``dense-exported``: the same dense network as a plain module (``export_pathway`` of a 0%-sparse
+  pathway policy), which separates the pathway's saving from SB3's per-call overhead;
 - ``masked``: the ``PathwayPolicy`` as it trains (full-size matrices holding zeros);
 - ``exported``: :func:`sb3_pathways.export_pathway` with dense layers only;
 - ``exported+csr``: the same with ``sparse_layers="auto"`` (a layer is CSR where measured faster).
@@ -83,7 +85,7 @@ def time_variants(models: dict[str, Any], batch: int, repeats: int) -> dict[str,
             "dense": lambda: models["dense"].policy._predict(observations, deterministic=True),
             "masked": lambda: models["masked"].policy._predict(observations, deterministic=True),
         }
-        for name in ("exported", "exported+csr"):
+        for name in ("dense-exported", "exported", "exported+csr"):
             module = models[name]
             functions[name] = lambda module=module: module(observations)
         return {name: median_seconds_per_call(function, calls, repeats) for name, function in functions.items()}
@@ -103,6 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for hidden in args.hidden:
         dense = SAC("MlpPolicy", ENV_ID, seed=args.seed, device="cpu", policy_kwargs=dict(net_arch=[hidden, hidden]))
+        # the dense network through the same plain module: separates the pathway's saving from SB3's overhead
+        unmasked = SAC(
+            "PathwayPolicy", ENV_ID, seed=args.seed, device="cpu", policy_kwargs=dict(net_arch=[hidden, hidden], sparsity=0.0)
+        )
+        dense_exported = export_pathway(unmasked, sparse_layers="never")
         obs_dim, action_dim = dense.observation_space.shape[0], dense.action_space.shape[0]
         for mask in args.masks:
             masked = pathway_model(hidden, mask, args.train_steps, args.seed)
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             for batch in (1, 4096):
                 models = {
                     "dense": dense,
+                    "dense-exported": dense_exported,
                     "masked": masked,
                     "exported": export_pathway(masked, sparse_layers="never"),
                     "exported+csr": export_pathway(masked, sparse_layers="auto", batch_size=batch),
