@@ -14,7 +14,13 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from sb3_pathways.masking.layers import MaskedLinear, MaskedWeightMixin, TaskIdFunction, TaskRouter, convert_to_masked
+from sb3_pathways.masking.layers import (
+    MaskedWeightMixin,
+    MultiTaskMaskedLinear,
+    TaskIdFunction,
+    TaskRouter,
+    convert_to_masked,
+)
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import MASK_INITS, random_masks
 
@@ -202,14 +208,18 @@ class PathwayPolicyMixin(BasePolicy):
         for module in self.modules():
             if isinstance(module, BaseFeaturesExtractor):
                 module.register_forward_pre_hook(set_tasks)
-            if isinstance(module, MaskedLinear):
+            if isinstance(module, MultiTaskMaskedLinear):
                 module.task_router = router
         online = [layer for path in self._online_paths() for layer in self.get_submodule(path).modules()]
         for optimizer in self.optimizers():
             for group in optimizer.param_groups:
                 held = {id(parameter) for parameter in group["params"]}
                 for layer in online:
-                    if isinstance(layer, MaskedLinear) and id(layer.weight) in held and id(layer.task_weight) not in held:
+                    if (
+                        isinstance(layer, MultiTaskMaskedLinear)
+                        and id(layer.weight) in held
+                        and id(layer.task_weight) not in held
+                    ):
                         group["params"].append(layer.task_weight)
                         held.add(id(layer.task_weight))
 

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 import sb3_pathways
 from sb3_pathways import export_pathway, get_masks
-from sb3_pathways.masking.layers import MaskedLinear, TaskRouter, convert_to_masked
+from sb3_pathways.masking.layers import MultiTaskMaskedLinear, TaskRouter, convert_to_masked
 from sb3_pathways.multitask import MultiTaskDAPDCallback, task_active_weights, task_overlap
 
 
@@ -77,10 +77,10 @@ def task_observations(task: int, n: int = 8) -> np.ndarray:
 
 
 @pytest.fixture
-def two_task_layer() -> tuple[MaskedLinear, TaskRouter]:
+def two_task_layer() -> tuple[MultiTaskMaskedLinear, TaskRouter]:
     layer = th.nn.Sequential(th.nn.Linear(3, 4))
     (masked,) = convert_to_masked(layer, n_pathways=2)
-    assert isinstance(masked, MaskedLinear)
+    assert isinstance(masked, MultiTaskMaskedLinear)
     router = TaskRouter(2)
     masked.task_router = router
     masks = th.tensor(
@@ -94,7 +94,7 @@ def two_task_layer() -> tuple[MaskedLinear, TaskRouter]:
     return masked, router
 
 
-def test_routing_applies_each_samples_task_mask(two_task_layer: tuple[MaskedLinear, TaskRouter]) -> None:
+def test_routing_applies_each_samples_task_mask(two_task_layer: tuple[MultiTaskMaskedLinear, TaskRouter]) -> None:
     layer, router = two_task_layer
     inputs = th.randn(6, 3)
     tasks = th.tensor([0, 1, 1, 0, 1, 0])
@@ -107,7 +107,7 @@ def test_routing_applies_each_samples_task_mask(two_task_layer: tuple[MaskedLine
         layer(inputs[:2])
 
 
-def test_warm_up_trains_task_copies_independently(two_task_layer: tuple[MaskedLinear, TaskRouter]) -> None:
+def test_warm_up_trains_task_copies_independently(two_task_layer: tuple[MultiTaskMaskedLinear, TaskRouter]) -> None:
     layer, router = two_task_layer
     router.set_tasks(th.tensor([0, 0, 1]))
     layer(th.randn(3, 3)).sum().backward()
@@ -118,7 +118,7 @@ def test_warm_up_trains_task_copies_independently(two_task_layer: tuple[MaskedLi
 
 
 def test_merge_averages_copies_and_gradients_over_the_tasks_using_a_weight(
-    two_task_layer: tuple[MaskedLinear, TaskRouter],
+    two_task_layer: tuple[MultiTaskMaskedLinear, TaskRouter],
 ) -> None:
     layer, router = two_task_layer
     with th.no_grad():
@@ -210,7 +210,7 @@ def test_warm_up_end_freezes_every_task_and_merges() -> None:
     state = model.pathway_discovery
     assert state.frozen and sorted(state.task_frozen_steps) == [0, 1]
     for module in model.policy.modules():
-        if isinstance(module, MaskedLinear):
+        if isinstance(module, MultiTaskMaskedLinear):
             assert not module.independent
     overlap = task_overlap(model)
     assert overlap.shape == (2, 2) and overlap[0, 0] == 1.0 and 0.0 < overlap[0, 1] < 1.0

@@ -287,7 +287,7 @@ def _bake_masks(module: nn.Module, pathway: int) -> nn.Module:
             weight = layer.pathway_weight(pathway)
             for name in ("weight_mask", "weight_stored", "_gradient_mask"):
                 del layer._buffers[name]
-            layer.__class__ = STOCK_LAYER_TYPES[type(layer)]  # type: ignore[assignment]
+            layer.__class__ = next(stock for masked, stock in STOCK_LAYER_TYPES.items() if isinstance(layer, masked))  # type: ignore[assignment]
             layer.weight = nn.Parameter(weight, requires_grad=False)
     baked.requires_grad_(False)
     return baked.eval()

@@ -15,7 +15,7 @@ entries receive exactly zero gradient, before any gradient clipping or optimizer
 With several pathways (one per task), a linear layer routes every sample through its task's
 mask (:class:`TaskRouter`), in one pass per task present in the batch. Until the pathways are
 merged, each task trains its own copy of the weights (``task_weight``, shape
-``(n_pathways, *weight.shape)``); :meth:`MaskedLinear.merge_task_weights` averages the copies
+``(n_pathways, *weight.shape)``); :meth:`MultiTaskMaskedLinear.merge_task_weights` averages the copies
 into the shared ``weight`` over the tasks that use each entry, and from then on the gradient of
 a shared entry is the average over those tasks, not their sum.
 
@@ -186,19 +186,26 @@ class MaskedWeightMixin(nn.Module):
 
 
 class MaskedLinear(MaskedWeightMixin, nn.Linear):
-    """``nn.Linear`` with a pathway mask on its weight (the bias is never masked). With several
-    pathways, each sample goes through its task's mask (see the module documentation)."""
+    """``nn.Linear`` with a pathway mask on its weight (the bias is never masked). Its forward
+    pass is the stock one: dormant entries of the live weight are exact zeros."""
+
+
+class MultiTaskMaskedLinear(MaskedLinear):
+    """A :class:`MaskedLinear` with one pathway per task: each sample goes through its task's
+    mask, and until :meth:`merge_task_weights` each task trains its own weight copy (see the
+    module documentation)."""
 
     task_router: TaskRouter | None = None
     task_weight: nn.Parameter
     merged: th.Tensor
 
     def _setup_mask(self, n_pathways: int = 1) -> None:
+        if n_pathways < 2:
+            raise ValueError(f"a multi-task layer needs at least 2 pathways, got {n_pathways}")
         super()._setup_mask(n_pathways)
-        if n_pathways > 1:
-            self.task_weight = nn.Parameter(self.weight.detach().clone().unsqueeze(0).repeat(n_pathways, 1, 1))
-            self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
-            self.register_buffer("merged", th.tensor(False, device=self.weight.device))
+        self.task_weight = nn.Parameter(self.weight.detach().clone().unsqueeze(0).repeat(n_pathways, 1, 1))
+        self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
+        self.register_buffer("merged", th.tensor(False, device=self.weight.device))
 
     def _register_gradient_mask(self) -> None:
         super()._register_gradient_mask()
@@ -211,7 +218,7 @@ class MaskedLinear(MaskedWeightMixin, nn.Linear):
 
     @property
     def independent(self) -> bool:
-        return self.n_pathways > 1 and not bool(self.merged)
+        return not bool(self.merged)
 
     def pathway_weight(self, pathway: int = 0) -> th.Tensor:
         if self.independent:
@@ -237,8 +244,6 @@ class MaskedLinear(MaskedWeightMixin, nn.Linear):
         self._refresh_gradient_mask()
 
     def forward(self, inputs: th.Tensor) -> th.Tensor:
-        if self.n_pathways == 1:
-            return super().forward(inputs)
         assert self.task_router is not None, "a multi-task layer needs the policy's TaskRouter"
         tasks = self.task_router.current(inputs.shape[0])
         order = th.argsort(tasks, stable=True)
@@ -280,6 +285,8 @@ def convert_to_masked(module: nn.Module, n_pathways: int = 1) -> list[MaskedWeig
     layers = []
     for layer in module.modules():
         masked_type = MASKED_LAYER_TYPES.get(type(layer))
+        if masked_type is MaskedLinear and n_pathways > 1:
+            masked_type = MultiTaskMaskedLinear
         if masked_type is not None:
             layer.__class__ = masked_type
             assert isinstance(layer, MaskedWeightMixin)

@@ -129,7 +129,7 @@ class NetworkPathway:
 
 def merge_task_weights(network: NetworkPathway) -> None:
     """Merge the per-task weight copies of a multi-task network (and its targets) into its
-    shared weights (see :meth:`~sb3_pathways.masking.layers.MaskedLinear.merge_task_weights`)."""
+    shared weights (see :meth:`~sb3_pathways.masking.layers.MultiTaskMaskedLinear.merge_task_weights`)."""
     for name, layer in network.layers.items():
         for merged_layer in [layer, *network.followers.get(name, [])]:
             merge = getattr(merged_layer, "merge_task_weights", None)
