@@ -7,6 +7,11 @@ warm-up that fills the buffer) are compared by their medians.
 
     python benchmarks/overhead.py                 # SAC HalfCheetah-v5, PPO and DQN CartPole-v1
     python benchmarks/overhead.py --algos sac --repeats 7 --steps 2000
+    python benchmarks/overhead.py --train-steps 200 # also: gradient steps alone (SAC train()), interleaved
+
+The whole-``learn`` figures include environment steps and are noisy on a shared machine; the
+``--train-steps`` figures time ``model.train`` alone on the same filled replay buffer, dense and
+pathway models alternating within every repeat, so they isolate the cost of masking.
 """
 
 from __future__ import annotations
@@ -50,15 +55,44 @@ def steps_per_second(algo: str, policy: str, callback: Any, steps: int, seed: in
     return steps / (time.perf_counter() - start)
 
 
+def gradient_steps_per_second(train_steps: int, repeats: int) -> dict[str, list[float]]:
+    """SAC on HalfCheetah-v5: ``model.train(train_steps)`` for dense and pathway models sharing
+    one filled replay buffer, alternating within every repeat."""
+    models = {
+        name: SAC(policy, "HalfCheetah-v5", learning_starts=1_000, seed=0, device="cpu")
+        for name, policy in (("dense", "MlpPolicy"), ("pathway", "PathwayPolicy"))
+    }
+    models["dense"].learn(1_200)
+    for model in models.values():
+        model.replay_buffer = models["dense"].replay_buffer
+        model._setup_learn(1, reset_num_timesteps=False)  # logger and schedules, as learn() does
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.train(gradient_steps=train_steps, batch_size=model.batch_size)
+            samples[name].append(train_steps / (time.perf_counter() - start))
+    return samples
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--algos", nargs="*", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=1_500, help="timed environment steps per repeat")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core per run)")
+    parser.add_argument("--train-steps", type=int, default=0, help="also time SAC train() alone (0: skip)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/overhead.json"))
     args = parser.parse_args(argv)
     th.set_num_threads(args.threads)
+    train_only: dict[str, Any] = {}
+    if args.train_steps:
+        train_samples = gradient_steps_per_second(args.train_steps, args.repeats)
+        train_medians = {name: statistics.median(values) for name, values in train_samples.items()}
+        ratio = train_medians["pathway"] / train_medians["dense"]
+        train_only = {"median_gradient_steps_per_second": train_medians, "pathway_ratio": ratio, "samples": train_samples}
+        dense, pathway = train_medians["dense"], train_medians["pathway"]
+        print(f"sac  train() gradient steps/s: dense {dense:.1f}  pathway {pathway:.1f} ({ratio:.3f})", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
     for algo in args.algos:
@@ -76,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         row = "  ".join(f"{name} {value:8.1f} ({value / medians['dense']:.3f})" for name, value in medians.items())
         print(f"{algo:4s} {SETUPS[algo][1]:15s} steps/s: {row}", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"repeats": args.repeats, "steps": args.steps, "results": results}, indent=2))
+    record = {"repeats": args.repeats, "steps": args.steps, "results": results, "sac_train_only": train_only}
+    args.output.write_text(json.dumps(record, indent=2))
     print(f"wrote {args.output}")
 
 
