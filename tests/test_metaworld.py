@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,3 +53,20 @@ def test_multitask_sac_trains_on_metaworld_tasks() -> None:
     assert callback.task_names == ["reach-v3", "push-v3"]
     assert model.pathway_discovery.frozen and sorted(model.pathway_discovery.task_frozen_steps) == [0, 1]
     assert model.pathway_discovery.task_names == ["reach-v3", "push-v3"]
+
+
+def test_mt10_hyperparameters_run_through_the_command(tmp_path: Path) -> None:
+    tiny = "policy_kwargs:dict(sparsity=0.95, n_tasks=10, net_arch=[32])"
+    args = ["--algo", "sac", "--env", "sb3_pathways/MT10-v0", "-n", "200", "-f", "logs", "--seed", "0"]
+    params = ["-params", "learning_starts:100", "batch_size:64", "buffer_size:1000", tiny]
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_pathways", "train", *args, *params],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tasks      10 pathways, task weights independent (warm-up)" in result.stdout
+    assert "reach-v3" in result.stdout and "overlap between task pathways" in result.stdout
+    assert (tmp_path / "logs" / "sac" / "sb3_pathways-MT10-v0_1" / "sb3_pathways-MT10-v0_task_overlap.png").is_file()

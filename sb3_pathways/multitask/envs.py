@@ -94,7 +94,8 @@ class RoundRobinTasks(gym.Env):
     One environment that plays a list of MetaWorld tasks in turn, a new task at every reset,
     with the task one-hot in the observation: a gym id (``sb3_pathways/MT10-v0``,
     ``sb3_pathways/MT50-v0``) for tools that build every sub-env from the same id, such as
-    rl-zoo3. ``task_names`` lists the tasks in one-hot order.
+    rl-zoo3. ``task_names`` lists the tasks in one-hot order. A task's simulation is built the
+    first time it is played.
 
     :param benchmark: ``"MT10"`` or ``"MT50"``
     :param seed: offsets the first task (sub-envs seeded differently start on different tasks)
@@ -102,30 +103,36 @@ class RoundRobinTasks(gym.Env):
 
     def __init__(self, benchmark: str = "MT10", seed: int = 0) -> None:
         self.task_names = list(metaworld_task_names(benchmark))
-        self.tasks = [
-            TaskOneHot(_metaworld_env(name, seed), task, len(self.task_names), name)
-            for task, name in enumerate(self.task_names)
-        ]
-        self.observation_space = self.tasks[0].observation_space
-        self.action_space = self.tasks[0].action_space
-        self._current = seed % len(self.tasks) - 1
+        self._seed = seed
+        self._tasks: list[TaskOneHot | None] = [None] * len(self.task_names)
+        self.observation_space = self._task(0).observation_space
+        self.action_space = self._task(0).action_space
+        self._current = seed % len(self._tasks) - 1
+
+    def _task(self, task: int) -> TaskOneHot:
+        env = self._tasks[task]
+        if env is None:
+            name = self.task_names[task]
+            env = self._tasks[task] = TaskOneHot(_metaworld_env(name, self._seed), task, len(self.task_names), name)
+        return env
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode of the next task."""
         super().reset(seed=seed)
         if seed is not None:
-            self._current = seed % len(self.tasks) - 1
-        self._current = (self._current + 1) % len(self.tasks)
-        return self.tasks[self._current].reset(seed=seed, options=options)
+            self._current = seed % len(self._tasks) - 1
+        self._current = (self._current + 1) % len(self._tasks)
+        return self._task(self._current).reset(seed=seed, options=options)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """One step of the current task."""
-        return self.tasks[self._current].step(action)
+        return self._task(self._current).step(action)
 
     def close(self) -> None:
         """Close every task's environment."""
-        for task in self.tasks:
-            task.close()
+        for env in self._tasks:
+            if env is not None:
+                env.close()
 
 
 def _metaworld_env(task_name: str, seed: int, max_episode_steps: int | None = None) -> gym.Env:
