@@ -86,6 +86,19 @@ def sac_settings(env: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**entry, "policy_kwargs": policy_kwargs}, dapd_kwargs
 
 
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide a run's numbers (simulator included)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("torch", "stable-baselines3", "sb3-contrib", "gymnasium", "mujoco", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
 def run(spec: RunSpec, results: Path) -> dict[str, Any]:
     """Train and evaluate one run; write and return its record (read back if it exists)."""
     path = spec.path(results)
@@ -145,6 +158,7 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         "eval_steps": [step for step, _ in evaluations],
         "eval_returns": [value for _, value in evaluations],
         "seconds": time.perf_counter() - start,
+        "versions": package_versions(),
     }
     if sparse:
         state = getattr(model, "pathway_discovery", None)
