@@ -48,20 +48,27 @@ class TaskRouter:
     def __init__(self, n_tasks: int) -> None:
         self.n_tasks = n_tasks
         self.task_ids: th.Tensor | None = None
+        #: samples sorted by task, samples per task, and the permutation back to batch order
+        self.order = self.inverse = th.empty(0, dtype=th.long)
+        self.counts: list[int] = []
 
     def set_tasks(self, task_ids: th.Tensor) -> None:
+        """Set the batch's tasks and group its samples by task (once for all layers)."""
         task_ids = task_ids.reshape(-1).long()
-        if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= self.n_tasks):
+        counts = th.bincount(task_ids, minlength=self.n_tasks)
+        if counts.numel() > self.n_tasks or (task_ids.numel() and int(task_ids.min()) < 0):
             raise ValueError(f"task ids must be in [0, {self.n_tasks - 1}], got {task_ids.unique().tolist()}")
         self.task_ids = task_ids
+        self.order = th.argsort(task_ids, stable=True)
+        self.inverse = th.argsort(self.order)
+        self.counts = counts.tolist()
 
-    def current(self, batch_size: int) -> th.Tensor:
+    def check(self, batch_size: int) -> None:
         if self.task_ids is None or self.task_ids.numel() != batch_size:
             raise RuntimeError(
                 f"no task ids for a batch of {batch_size} samples: a multi-task layer ran outside a network "
                 "whose input the policy routes (its features extractor sets the tasks)"
             )
-        return self.task_ids
 
 
 class MaskedWeightMixin(nn.Module):
@@ -207,6 +214,10 @@ class MultiTaskMaskedLinear(MaskedLinear):
         self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
         self.register_buffer("merged", th.tensor(False, device=self.weight.device))
 
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self._merged = bool(self.merged)
+
     def _register_gradient_mask(self) -> None:
         super()._register_gradient_mask()
         if "task_weight" in self._parameters:
@@ -218,7 +229,10 @@ class MultiTaskMaskedLinear(MaskedLinear):
 
     @property
     def independent(self) -> bool:
-        return not bool(self.merged)
+        # a Python mirror of the ``merged`` buffer: no device sync in the forward pass
+        return not self._merged
+
+    _merged: bool = False
 
     def pathway_weight(self, pathway: int = 0) -> th.Tensor:
         if self.independent:
@@ -241,21 +255,21 @@ class MultiTaskMaskedLinear(MaskedLinear):
         self.set_full_weight(merged)
         self.task_weight.copy_(merged.unsqueeze(0).expand_as(self.task_weight))
         self.merged.fill_(True)
+        self._merged = True
         self._refresh_gradient_mask()
 
     def forward(self, inputs: th.Tensor) -> th.Tensor:
-        assert self.task_router is not None, "a multi-task layer needs the policy's TaskRouter"
-        tasks = self.task_router.current(inputs.shape[0])
-        order = th.argsort(tasks, stable=True)
-        counts = th.bincount(tasks, minlength=self.n_pathways).tolist()
-        outputs = []
-        for task, chunk in enumerate(inputs[order].split(counts)):
-            if counts[task] == 0:
-                continue
-            source = self.task_weight[task] if self.independent else self.weight
-            weight = source if self.score_dense else source * self.weight_mask[task]
-            outputs.append(F.linear(chunk, weight, self.bias))
-        return th.cat(outputs)[th.argsort(order)]
+        router = self.task_router
+        assert router is not None, "a multi-task layer needs the policy's TaskRouter"
+        router.check(inputs.shape[0])
+        sources = self.task_weight if self.independent else self.weight.expand_as(self.task_weight)
+        weights = sources if self.score_dense else sources * self.weight_mask
+        outputs = [
+            F.linear(chunk, weights[task], self.bias)
+            for task, chunk in enumerate(inputs[router.order].split(router.counts))
+            if router.counts[task]
+        ]
+        return th.cat(outputs)[router.inverse]
 
 
 class MaskedConv2d(MaskedWeightMixin, nn.Conv2d):

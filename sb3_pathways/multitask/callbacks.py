@@ -17,9 +17,9 @@ from sb3_pathways.callbacks import PathwayUpdateCallback, _optional_positive_int
 from sb3_pathways.masking.pathway import merge_task_weights
 from sb3_pathways.policies import PathwayPolicyMixin, pathway_policy
 from sb3_pathways.scoring.data import select_transitions
-from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
-from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
-from sb3_pathways.updaters.dapd import dapd_masks, normalise
+from sb3_pathways.scoring.sensitivity import connection_sensitivity
+from sb3_pathways.updaters.base import Masks, UpdateContext
+from sb3_pathways.updaters.dapd import DAPDUpdater
 
 TASK_FREEZE_METRICS = ("success", "return")
 
@@ -30,23 +30,13 @@ def batch_task_ids(policy: PathwayPolicyMixin, observations: Any) -> th.Tensor:
     return policy.task_ids(preprocessed)  # type: ignore[arg-type]
 
 
-class MultiTaskDAPDUpdater(MaskUpdater):
+class MultiTaskDAPDUpdater(DAPDUpdater):
     """
     DAPD per task: the transitions of each task not yet frozen are scored with the
     algorithm's loss (all of them routed through that task's pathway), normalised, averaged
     over that task's last ``moving_average`` updates, and the top-k becomes its mask.
-
-    :param moving_average: K, per task
-    :param score_at: ``"dense"`` or ``"masked"``
-    :param chunk_size: transitions per scoring forward pass
+    Arguments as :class:`~sb3_pathways.updaters.DAPDUpdater` (K is per task).
     """
-
-    def __init__(self, moving_average: int = 1, score_at: str = "dense", chunk_size: int = 2048) -> None:
-        if score_at not in SCORE_AT:
-            raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
-        self.moving_average = moving_average
-        self.score_at = score_at
-        self.chunk_size = chunk_size
 
     def update_masks(self, context: UpdateContext) -> Masks:
         policy = pathway_policy(context.model, type(self).__name__)
@@ -68,8 +58,7 @@ class MultiTaskDAPDUpdater(MaskUpdater):
                 task_scores = {
                     layer: score[task] if network.layers[layer].independent else score for layer, score in layer_scores.items()
                 }
-                averaged = context.state.push_scores(f"{name}/task{task}", normalise(task_scores), self.moving_average)
-                selected = dapd_masks(network, averaged)
+                selected = self.select(context, f"{name}/task{task}", network, task_scores)
                 if selected is None:
                     continue
                 for layer, mask in selected.items():

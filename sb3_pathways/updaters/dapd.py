@@ -52,11 +52,20 @@ class DAPDUpdater(MaskUpdater):
         scores = connection_sensitivity(context.model, context.batch, self.score_at, self.chunk_size)
         masks: Masks = {}
         for name, layer_scores in scores.items():
-            averaged = context.state.push_scores(name, normalise(layer_scores), self.moving_average)
-            selected = dapd_masks(context.pathways[name], averaged)
+            selected = self.select(context, name, context.pathways[name], layer_scores)
             if selected is not None:
                 masks[name] = selected
         return masks
+
+    def select(
+        self, context: UpdateContext, history: str, network: NetworkPathway, scores: dict[str, th.Tensor]
+    ) -> dict[str, th.Tensor] | None:
+        """
+        One network's new masks: its scores normalised, averaged with the last
+        ``moving_average`` score vectors kept under ``history``, top-k (``None``: keep the mask).
+        """
+        averaged = context.state.push_scores(history, normalise(scores), self.moving_average)
+        return dapd_masks(network, averaged)
 
 
 class SNIPUpdater(DAPDUpdater):
