@@ -17,7 +17,7 @@ from stable_baselines3.common.vec_env import VecMonitor, is_vecenv_wrapped
 from sb3_pathways.policies import pathway_policy
 from sb3_pathways.scoring.data import newest_transitions, stored_transitions
 from sb3_pathways.scoring.objectives import objective_for
-from sb3_pathways.stats import record_pathway_stats
+from sb3_pathways.stats import pathway_records, record_pathway_stats
 from sb3_pathways.updaters.base import DiscoveryState, MaskUpdater, UpdateContext
 from sb3_pathways.updaters.dapd import DAPDUpdater, SNIPUpdater
 from sb3_pathways.updaters.evolution import RigLUpdater, SETUpdater
@@ -29,21 +29,30 @@ FREEZE_METRICS = ("rollout", "eval")
 
 class PathwayLoggerCallback(BaseCallback):
     """
-    Records ``pathways/<network>/sparsity`` and ``pathways/<network>/active`` in the model's
-    logger at the end of every rollout (for a model whose mask no updater changes; the mask
-    updaters record the same keys themselves).
+    Records ``pathways/<network>/sparsity``, ``pathways/<network>/active`` and
+    ``pathways/flops_ratio`` in the model's logger at the end of every rollout, for a model
+    whose mask no updater changes (the mask updaters record the same keys themselves). The
+    masks are read once per ``learn`` call.
 
     :param verbose: verbosity level
     """
 
+    def __init__(self, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self._records: dict[str, float] = {}
+
     def _init_callback(self) -> None:
         pathway_policy(self.model, type(self).__name__)
+
+    def _on_training_start(self) -> None:
+        self._records = pathway_records(self.model)
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
-        record_pathway_stats(self.logger, self.model)
+        for key, value in self._records.items():
+            self.logger.record(key, value)
 
 
 def _positive_int(value: Any, name: str) -> int:

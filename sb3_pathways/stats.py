@@ -115,12 +115,20 @@ def format_table(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
-def record_pathway_stats(logger: Logger, model: Any) -> None:
-    """Record ``pathways/<network>/sparsity``, ``pathways/<network>/active`` and
-    ``pathways/flops_ratio`` (forward FLOPs of all pathways over dense) in an SB3 logger."""
+def pathway_records(model: Any) -> dict[str, float]:
+    """``pathways/<network>/sparsity``, ``pathways/<network>/active`` and
+    ``pathways/flops_ratio`` (forward FLOPs of all pathways over dense), as logger keys."""
     stats = pathway_stats(model)
+    records: dict[str, float] = {}
     for name, network in stats.items():
-        logger.record(f"pathways/{name}/sparsity", network.sparsity)
-        logger.record(f"pathways/{name}/active", network.active)
+        records[f"pathways/{name}/sparsity"] = network.sparsity
+        records[f"pathways/{name}/active"] = network.active
     dense = sum(network.flops_dense for network in stats.values())
-    logger.record("pathways/flops_ratio", sum(network.flops_pathway for network in stats.values()) / max(dense, 1))
+    records["pathways/flops_ratio"] = sum(network.flops_pathway for network in stats.values()) / max(dense, 1)
+    return records
+
+
+def record_pathway_stats(logger: Logger, model: Any) -> None:
+    """Record :func:`pathway_records` in an SB3 logger."""
+    for key, value in pathway_records(model).items():
+        logger.record(key, value)
