@@ -84,10 +84,10 @@ def _check_env(env_id: str, gym_packages: list[str]) -> None:
         )
 
 
-def _hyperparams_entry(conf_file: Path, algo: str, env_id: str) -> tuple[dict[str, Any], str]:
+def _hyperparams_entry(conf_file: Path, env_id: str) -> tuple[dict[str, Any], str]:
     """The whole YAML and the key of the entry rl-zoo3 will use for this env."""
     with open(conf_file) as file:
-        entries = yaml.safe_load(file) or {}
+        entries = yaml.load(file, Loader=yaml.UnsafeLoader) or {}  # as rl-zoo3 reads it
     if env_id in entries:
         return entries, env_id
     import gymnasium as gym
@@ -136,7 +136,7 @@ def _prepare_conf(options: argparse.Namespace) -> Path:
             f"no pathway hyperparameters for --algo {options.algo!r}: expected {conf_file}; "
             f"available: {', '.join(available)} (or pass -conf FILE with your own)"
         )
-    entries, key = _hyperparams_entry(conf_file, options.algo, options.env)
+    entries, key = _hyperparams_entry(conf_file, options.env)
     if options.sparsity is None and not options.dense:
         return conf_file
     if options.dense and options.sparsity is not None:
@@ -151,7 +151,7 @@ def _prepare_conf(options: argparse.Namespace) -> Path:
     variant = "dense" if options.dense else f"sparsity{options.sparsity}"
     written = Path(options.log_folder) / "sb3_pathways_conf" / f"{options.algo}_{options.env}_{variant}.yml"
     written.parent.mkdir(parents=True, exist_ok=True)
-    written.write_text(yaml.safe_dump({**entries, key: entry}, sort_keys=False))
+    written.write_text(yaml.dump({**entries, key: entry}, sort_keys=False))
     return written
 
 
