@@ -55,6 +55,12 @@ class PathwayLoggerCallback(BaseCallback):
             self.logger.record(key, value)
 
 
+def has_episode_statistics(model: Any) -> bool:
+    """Whether every sub-environment of a model's env reports Monitor episode statistics."""
+    env = model.get_env()
+    return env is not None and (all(env.env_is_wrapped(Monitor)) or is_vecenv_wrapped(env, VecMonitor))
+
+
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -168,9 +174,7 @@ class PathwayUpdateCallback(BaseCallback):
         if self.freeze_threshold is None:
             return
         if self.freeze_metric == "rollout":
-            env = self.model.get_env()
-            has_monitor = env is not None and (all(env.env_is_wrapped(Monitor)) or is_vecenv_wrapped(env, VecMonitor))
-            if not has_monitor:
+            if not has_episode_statistics(self.model):
                 raise ValueError(
                     "freeze_metric='rollout' needs episode statistics, but the environment is not wrapped in a Monitor "
                     "(use make_vec_env, Monitor or VecMonitor), or use freeze_metric='eval' with an EvalCallback"

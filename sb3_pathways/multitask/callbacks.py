@@ -9,11 +9,14 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.preprocessing import preprocess_obs
-from stable_baselines3.common.vec_env import VecMonitor, is_vecenv_wrapped
 
-from sb3_pathways.callbacks import PathwayUpdateCallback, _optional_positive_int, _positive_int
+from sb3_pathways.callbacks import (
+    PathwayUpdateCallback,
+    _optional_positive_int,
+    _positive_int,
+    has_episode_statistics,
+)
 from sb3_pathways.masking.pathway import merge_task_weights
 from sb3_pathways.policies import PathwayPolicyMixin, pathway_policy
 from sb3_pathways.scoring.data import select_transitions
@@ -168,8 +171,7 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
 
     def _on_training_start(self) -> None:
         super()._on_training_start()
-        env = self.model.get_env()
-        if env is None or not (all(env.env_is_wrapped(Monitor)) or is_vecenv_wrapped(env, VecMonitor)):
+        if not has_episode_statistics(self.model):
             raise ValueError(
                 "MultiTaskDAPDCallback reads each task's episodes from Monitor: wrap every task environment in a "
                 "Monitor (make_mt10_env and make_vec_env do)"
