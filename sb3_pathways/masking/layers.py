@@ -210,6 +210,8 @@ class MultiTaskMaskedLinear(MaskedLinear):
         if n_pathways < 2:
             raise ValueError(f"a multi-task layer needs at least 2 pathways, got {n_pathways}")
         super()._setup_mask(n_pathways)
+        # the task masks as floats: multiplying by a bool tensor is many times slower
+        self.register_buffer("_task_masks", th.ones_like(self.weight_mask, dtype=self.weight.dtype), persistent=False)
         self.task_weight = nn.Parameter(self.weight.detach().clone().unsqueeze(0).repeat(n_pathways, 1, 1))
         self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
         self.register_buffer("merged", th.tensor(False, device=self.weight.device))
@@ -223,9 +225,13 @@ class MultiTaskMaskedLinear(MaskedLinear):
         if "task_weight" in self._parameters:
             self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
 
+    def _refresh_gradient_mask(self) -> None:
+        super()._refresh_gradient_mask()
+        self._task_masks.copy_(self.weight_mask)
+
     def _mask_task_gradient(self, weight: th.Tensor) -> None:
         if weight.grad is not None:
-            weight.grad.mul_(self.weight_mask)
+            weight.grad.mul_(self._task_masks)
 
     @property
     def independent(self) -> bool:
@@ -263,11 +269,11 @@ class MultiTaskMaskedLinear(MaskedLinear):
         assert router is not None, "a multi-task layer needs the policy's TaskRouter"
         router.check(inputs.shape[0])
         sources = self.task_weight if self.independent else self.weight.expand_as(self.task_weight)
-        weights = sources if self.score_dense else sources * self.weight_mask
+        weights = sources if self.score_dense else sources * self._task_masks
         outputs = [
-            F.linear(chunk, weights[task], self.bias)
-            for task, chunk in enumerate(inputs[router.order].split(router.counts))
-            if router.counts[task]
+            F.linear(chunk, weight, self.bias)
+            for weight, chunk, count in zip(weights.unbind(0), inputs[router.order].split(router.counts), router.counts)
+            if count
         ]
         return th.cat(outputs)[router.inverse]
 
