@@ -86,12 +86,12 @@ def sac_settings(env: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**entry, "policy_kwargs": policy_kwargs}, dapd_kwargs
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that decide a run's numbers (simulator included)."""
+def package_versions(*extra: str) -> dict[str, str]:
+    """Versions of the packages that decide a run's numbers (simulator included), and of ``extra``."""
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
-    for package in ("torch", "stable-baselines3", "sb3-contrib", "gymnasium", "mujoco", "numpy"):
+    for package in ("torch", "stable-baselines3", "sb3-contrib", "gymnasium", "mujoco", "numpy", *extra):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:

@@ -23,11 +23,34 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from learning import package_versions
 from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from sb3_pathways.multitask import MT10_TASKS, MultiTaskDAPDCallback, make_mt10_env, task_active_weights, task_overlap
 
 METHODS = ("dense", "dapd")
+
+
+class TrainingSuccess(BaseCallback):
+    """Records, for every finished training episode, its step, task and whether it succeeded
+    at any step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.episodes: list[tuple[int, int, bool]] = []
+        self._succeeded: np.ndarray | None = None
+
+    def _on_step(self) -> bool:
+        infos, dones = self.locals["infos"], self.locals["dones"]
+        if self._succeeded is None:
+            self._succeeded = np.zeros(len(infos), dtype=bool)
+        for task, (info, done) in enumerate(zip(infos, dones)):
+            self._succeeded[task] |= bool(info.get("is_success", 0.0))
+            if done:
+                self.episodes.append((self.num_timesteps, task, bool(self._succeeded[task])))
+                self._succeeded[task] = False
+        return True
 
 
 def evaluate_tasks(model: SAC, episodes: int, seed: int) -> dict[str, float]:
@@ -53,11 +76,14 @@ def evaluate_tasks(model: SAC, episodes: int, seed: int) -> dict[str, float]:
 def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     env = make_mt10_env(n_envs=10, seed=seed)
     policy_kwargs: dict[str, Any] = {"net_arch": list(args.net_arch)}
-    callback = None
+    training_success = TrainingSuccess()
+    callbacks: list[BaseCallback] = [training_success]
     if method == "dapd":
         policy_kwargs.update(n_tasks=10, sparsity=args.sparsity)
-        callback = MultiTaskDAPDCallback(
-            moving_average=5, freeze_metric="success", freeze_threshold=0.9, max_warmup_steps=args.max_warmup_steps
+        callbacks.append(
+            MultiTaskDAPDCallback(
+                moving_average=5, freeze_metric="success", freeze_threshold=0.9, max_warmup_steps=args.max_warmup_steps
+            )
         )
     model = SAC(
         "PathwayPolicy" if method == "dapd" else "MlpPolicy",
@@ -71,7 +97,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         policy_kwargs=policy_kwargs,
     )
     start = time.perf_counter()
-    model.learn(args.steps, callback=callback)
+    model.learn(args.steps, callback=CallbackList(callbacks))
     seconds = time.perf_counter() - start
     success = evaluate_tasks(model, args.eval_episodes, seed)
     actor_total = sum(
@@ -87,6 +113,9 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "success": success,
         "mean_success": float(np.mean(list(success.values()))),
         "actor_weights": actor_total,
+        "max_warmup_steps": args.max_warmup_steps,
+        "training_episodes": training_success.episodes,
+        "versions": package_versions("metaworld"),
     }
     if method == "dapd":
         active = task_active_weights(model)
