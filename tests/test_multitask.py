@@ -117,6 +117,29 @@ def test_warm_up_trains_task_copies_independently(two_task_layer: tuple[MultiTas
     assert th.all(layer.task_weight.grad[layer.weight_mask] != 0)
 
 
+def test_task_copies_keep_dormant_values_aside(two_task_layer: tuple[MultiTaskMaskedLinear, TaskRouter]) -> None:
+    layer, router = two_task_layer
+    masks = layer.weight_mask.clone()
+    assert th.all(layer.task_weight[~masks] == 0), "dormant entries of a task copy are exact zeros"
+    with th.no_grad():
+        layer.task_weight.add_(masks * 0.25)
+    theta = layer.task_full_weight()
+
+    layer.set_mask(~masks)
+    assert th.equal(layer.task_weight.detach(), (theta * ~masks).detach())
+    with layer.all_connections_on():
+        assert th.equal(layer.task_weight.detach(), theta), "the dense view shows every copy at θ"
+        router.set_tasks(th.tensor([0, 1]))
+        inputs = th.randn(2, 3)
+        outputs = layer(inputs)
+        for task in (0, 1):
+            assert th.allclose(outputs[task], F.linear(inputs[task], theta[task], layer.bias), atol=1e-6)
+    assert th.equal(layer.task_weight.detach(), (theta * ~masks).detach())
+
+    layer.set_mask(masks)
+    assert th.equal(layer.task_weight.detach(), theta * masks), "returning weights get their stored value"
+
+
 def test_merge_averages_copies_and_gradients_over_the_tasks_using_a_weight(
     two_task_layer: tuple[MultiTaskMaskedLinear, TaskRouter],
 ) -> None:

@@ -15,7 +15,8 @@ entries receive exactly zero gradient, before any gradient clipping or optimizer
 With several pathways (one per task), a linear layer routes every sample through its task's
 mask (:class:`TaskRouter`), in one pass per task present in the batch. Until the pathways are
 merged, each task trains its own copy of the weights (``task_weight``, shape
-``(n_pathways, *weight.shape)``); :meth:`MultiTaskMaskedLinear.merge_task_weights` averages the copies
+``(n_pathways, *weight.shape)``, live values θ_t ⊙ m_t beside ``task_weight_stored`` as for the
+single weight); :meth:`MultiTaskMaskedLinear.merge_task_weights` averages the copies
 into the shared ``weight`` over the tasks that use each entry, and from then on the gradient of
 a shared entry is the average over those tasks, not their sum.
 
@@ -26,7 +27,8 @@ parameters (and so the optimizers that hold them) are unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch as th
@@ -127,6 +129,28 @@ class MaskedWeightMixin(nn.Module):
         """The weight as one pathway sees it: θ ⊙ m for that pathway (a detached copy)."""
         return (self.full_weight() * self.weight_mask[pathway]).detach().clone()
 
+    def _connections(self) -> list[tuple[th.Tensor, th.Tensor]]:
+        """Every live parameter with its value when all connections are on (θ)."""
+        return [(self.weight, self.full_weight())]
+
+    @contextlib.contextmanager
+    def all_connections_on(self) -> Iterator[None]:
+        """Inside the block every connection is on at its stored value θ (the dense network,
+        also across task masks); the live values come back afterwards."""
+        connections = self._connections()
+        live = [parameter.detach().clone() for parameter, _ in connections]
+        with th.no_grad():
+            for parameter, full in connections:
+                parameter.copy_(full)
+        self.score_dense = True
+        try:
+            yield
+        finally:
+            with th.no_grad():
+                for (parameter, _), value in zip(connections, live):
+                    parameter.copy_(value)
+            self.score_dense = False
+
     @property
     def independent(self) -> bool:
         """Whether each pathway trains its own weight copy (multi-task, before merging)."""
@@ -204,6 +228,8 @@ class MultiTaskMaskedLinear(MaskedLinear):
 
     task_router: TaskRouter | None = None
     task_weight: nn.Parameter
+    task_weight_stored: th.Tensor
+    _task_masks: th.Tensor
     merged: th.Tensor
 
     def _setup_mask(self, n_pathways: int = 1) -> None:
@@ -212,13 +238,23 @@ class MultiTaskMaskedLinear(MaskedLinear):
         super()._setup_mask(n_pathways)
         # the task masks as floats: multiplying by a bool tensor is many times slower
         self.register_buffer("_task_masks", th.ones_like(self.weight_mask, dtype=self.weight.dtype), persistent=False)
-        self.task_weight = nn.Parameter(self.weight.detach().clone().unsqueeze(0).repeat(n_pathways, 1, 1))
+        copies = self.weight.detach().clone().unsqueeze(0).repeat(n_pathways, 1, 1)
+        self.task_weight = nn.Parameter(copies)
         self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
+        self.register_buffer("task_weight_stored", copies.clone())
         self.register_buffer("merged", th.tensor(False, device=self.weight.device))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        weight_key, copies_key = prefix + "weight", prefix + "task_weight"
+        if weight_key in state_dict and copies_key not in state_dict:
+            # a single-network state dict: every task starts from its weight
+            state_dict[copies_key] = state_dict[weight_key].unsqueeze(0).repeat(self.n_pathways, 1, 1)
+        if copies_key in state_dict:
+            state_dict.setdefault(prefix + "task_weight_stored", state_dict[copies_key])
         super()._load_from_state_dict(state_dict, prefix, *args)
         self._merged = bool(self.merged)
+        with th.no_grad():
+            self.task_weight.mul_(self._task_masks)
 
     def _register_gradient_mask(self) -> None:
         super()._register_gradient_mask()
@@ -242,8 +278,25 @@ class MultiTaskMaskedLinear(MaskedLinear):
 
     def pathway_weight(self, pathway: int = 0) -> th.Tensor:
         if self.independent:
-            return (self.task_weight[pathway] * self.weight_mask[pathway]).detach().clone()
+            return self.task_weight[pathway].detach().clone()
         return super().pathway_weight(pathway)
+
+    def task_full_weight(self) -> th.Tensor:
+        """θ of every task copy: live values on the task's pathway, stored values elsewhere."""
+        return th.where(self.weight_mask, self.task_weight.detach(), self.task_weight_stored)
+
+    def _connections(self) -> list[tuple[th.Tensor, th.Tensor]]:
+        connections = super()._connections()
+        if self.independent:
+            connections.append((self.task_weight, self.task_full_weight()))
+        return connections
+
+    @th.no_grad()
+    def set_mask(self, mask: th.Tensor) -> None:
+        task_full = self.task_full_weight()
+        super().set_mask(mask)
+        self.task_weight_stored.copy_(task_full)
+        self.task_weight.copy_(task_full * self._task_masks)
 
     def scored_weight(self) -> th.Tensor:
         """The parameter the forward pass reads θ from: ``task_weight`` before merging."""
@@ -259,7 +312,8 @@ class MultiTaskMaskedLinear(MaskedLinear):
         summed = (self.task_weight * self.weight_mask).sum(dim=0)
         merged = th.where(users > 0, summed / users.clamp(min=1), self.full_weight())
         self.set_full_weight(merged)
-        self.task_weight.copy_(merged.unsqueeze(0).expand_as(self.task_weight))
+        self.task_weight_stored.copy_(merged.unsqueeze(0).expand_as(self.task_weight))
+        self.task_weight.copy_(self.task_weight_stored * self._task_masks)
         self.merged.fill_(True)
         self._merged = True
         self._refresh_gradient_mask()
@@ -268,8 +322,13 @@ class MultiTaskMaskedLinear(MaskedLinear):
         router = self.task_router
         assert router is not None, "a multi-task layer needs the policy's TaskRouter"
         router.check(inputs.shape[0])
-        sources = self.task_weight if self.independent else self.weight.expand_as(self.task_weight)
-        weights = sources if self.score_dense else sources * self._task_masks
+        weights: th.Tensor
+        if self.independent:
+            weights = self.task_weight  # dormant entries are zeros, as in the shared weight
+        elif self.score_dense:
+            return F.linear(inputs, self.weight, self.bias)
+        else:
+            weights = self.weight * self._task_masks
         outputs = [
             F.linear(chunk, weight, self.bias)
             for weight, chunk, count in zip(weights.unbind(0), inputs[router.order].split(router.counts), router.counts)

@@ -51,20 +51,11 @@ def preserved_training_state(policy: th.nn.Module) -> Iterator[None]:
 def all_connections_on(pathways: dict[str, NetworkPathway]) -> Iterator[None]:
     """Run a block with every online masked weight at its stored value θ (dense network;
     multi-task layers skip their task masks)."""
-    live = {}
-    with th.no_grad():
+    with contextlib.ExitStack() as stack:
         for network in pathways.values():
             for layer in network.layers.values():
-                live[layer] = layer.weight.detach().clone()
-                layer.weight.copy_(layer.full_weight())
-                layer.score_dense = True
-    try:
+                stack.enter_context(layer.all_connections_on())
         yield
-    finally:
-        with th.no_grad():
-            for layer, value in live.items():
-                layer.weight.copy_(value)
-                layer.score_dense = False
 
 
 def loss_gradients(
