@@ -11,12 +11,18 @@ redone.
     python benchmarks/multitask.py                       # the CPU budget: 100k steps (10k per task), seed 0
     python benchmarks/multitask.py --steps 20000000 --net-arch 400 400 400 \
         --batch-size 1280 --learning-starts 15000 --seeds 0 1 2         # the paper's budget
+    python benchmarks/multitask.py --speed --repeats 5   # gradient steps/s: dense, warm-up, merged
+
+``--speed`` times ``model.train`` of dense multi-task SAC and of the pathway policy during
+warm-up (ten weight copies) and after merging, on one shared replay buffer, alternating within
+every repeat, and compares the medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,7 @@ from learning import package_versions
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
+from sb3_pathways.masking.pathway import merge_task_weights
 from sb3_pathways.multitask import MT10_TASKS, MultiTaskDAPDCallback, make_mt10_env, task_active_weights, task_overlap
 
 METHODS = ("dense", "dapd")
@@ -127,6 +134,42 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
+def training_speed(args: argparse.Namespace) -> dict[str, Any]:
+    """Gradient steps per second of dense multi-task SAC and of the pathway policy before and
+    after merging (see the module documentation)."""
+    env = make_mt10_env(n_envs=10, seed=0)
+    settings: dict[str, Any] = {"batch_size": args.batch_size, "learning_starts": 2_000, "seed": 0, "device": "cpu"}
+    pathway_kwargs = {"net_arch": list(args.net_arch), "n_tasks": 10, "sparsity": args.sparsity}
+    models = {
+        "dense": SAC("MlpPolicy", env, policy_kwargs={"net_arch": list(args.net_arch)}, **settings),
+        "warm-up": SAC("PathwayPolicy", env, policy_kwargs=pathway_kwargs, **settings),
+        "merged": SAC("PathwayPolicy", env, policy_kwargs=pathway_kwargs, **settings),
+    }
+    for network in models["merged"].policy.pathways().values():
+        merge_task_weights(network)
+    models["dense"].learn(2_000)
+    for model in models.values():
+        model.replay_buffer = models["dense"].replay_buffer
+        model._setup_learn(1, reset_num_timesteps=False)  # logger and schedules, as learn() does
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.train(gradient_steps=args.train_steps, batch_size=model.batch_size)
+            samples[name].append(args.train_steps / (time.perf_counter() - start))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        "net_arch": list(args.net_arch),
+        "batch_size": args.batch_size,
+        "train_steps": args.train_steps,
+        "repeats": args.repeats,
+        "median_gradient_steps_per_second": medians,
+        "ratio_to_dense": {name: value / medians["dense"] for name, value in medians.items()},
+        "samples": samples,
+        "versions": package_versions("metaworld"),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -140,9 +183,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/multitask"))
+    parser.add_argument("--speed", action="store_true", help="time gradient steps instead of training runs")
+    parser.add_argument("--train-steps", type=int, default=100, help="gradient steps per timing (--speed)")
+    parser.add_argument("--repeats", type=int, default=5, help="timings per variant (--speed)")
     args = parser.parse_args(argv)
     th.set_num_threads(args.threads)
     args.results.mkdir(parents=True, exist_ok=True)
+    if args.speed:
+        record = training_speed(args)
+        (args.results / "speed.json").write_text(json.dumps(record, indent=2))
+        for name, value in record["median_gradient_steps_per_second"].items():
+            print(f"{name:8s} {value:6.1f} gradient steps/s ({record['ratio_to_dense'][name]:.2f} of dense)")
+        return
     for seed in args.seeds:
         for method in args.methods:
             path = args.results / f"{method}_seed{seed}_{args.steps}.json"
