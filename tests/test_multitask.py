@@ -239,6 +239,19 @@ def test_warm_up_end_freezes_every_task_and_merges() -> None:
     assert overlap.shape == (2, 2) and overlap[0, 0] == 1.0 and 0.0 < overlap[0, 1] < 1.0
 
 
+def test_a_stock_policy_loads_into_every_task_copy() -> None:
+    dense = SAC("MlpPolicy", two_task_env(), policy_kwargs={"net_arch": [16, 16]}, seed=1, device="cpu")
+    model = two_task_sac()
+    model.set_parameters({"policy": dense.get_parameters()["policy"]}, exact_match=False)
+    stock = dense.policy.actor.latent_pi[0].weight.detach()
+    layer = model.policy.actor.latent_pi[0]
+    assert isinstance(layer, MultiTaskMaskedLinear) and layer.independent
+    for task in range(2):
+        assert th.equal(layer.task_full_weight()[task], stock)
+        assert th.equal(layer.task_weight[task].detach(), stock * layer.weight_mask[task])
+    assert th.equal(layer.full_weight(), stock)
+
+
 def test_save_load_keeps_task_masks_weights_and_freeze_state(tmp_path: Path) -> None:
     model = two_task_sac()
     model.learn(200, callback=MultiTaskDAPDCallback(freeze_metric="return", freeze_threshold=[-1e9, 1.0]))

@@ -247,8 +247,9 @@ class MultiTaskMaskedLinear(MaskedLinear):
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         weight_key, copies_key = prefix + "weight", prefix + "task_weight"
         if weight_key in state_dict and copies_key not in state_dict:
-            # a single-network state dict: every task starts from its weight
+            # a single-network state dict (stock SB3 or single-task): every task starts from its weight
             state_dict[copies_key] = state_dict[weight_key].unsqueeze(0).repeat(self.n_pathways, 1, 1)
+            state_dict.setdefault(prefix + "merged", self.merged.clone())
         if copies_key in state_dict:
             state_dict.setdefault(prefix + "task_weight_stored", state_dict[copies_key])
         super()._load_from_state_dict(state_dict, prefix, *args)
