@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from learning import package_versions
+from overhead import time_train_alternating
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
@@ -148,15 +149,7 @@ def training_speed(args: argparse.Namespace) -> dict[str, Any]:
     for network in models["merged"].policy.pathways().values():
         merge_task_weights(network)
     models["dense"].learn(2_000)
-    for model in models.values():
-        model.replay_buffer = models["dense"].replay_buffer
-        model._setup_learn(1, reset_num_timesteps=False)  # logger and schedules, as learn() does
-    samples: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.train(gradient_steps=args.train_steps, batch_size=model.batch_size)
-            samples[name].append(args.train_steps / (time.perf_counter() - start))
+    samples = time_train_alternating(models, models["dense"].replay_buffer, args.train_steps, args.repeats)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     return {
         "net_arch": list(args.net_arch),

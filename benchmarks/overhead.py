@@ -63,8 +63,16 @@ def gradient_steps_per_second(train_steps: int, repeats: int) -> dict[str, list[
         for name, policy in (("dense", "MlpPolicy"), ("pathway", "PathwayPolicy"))
     }
     models["dense"].learn(1_200)
+    return time_train_alternating(models, models["dense"].replay_buffer, train_steps, repeats)
+
+
+def time_train_alternating(
+    models: dict[str, Any], replay_buffer: Any, train_steps: int, repeats: int
+) -> dict[str, list[float]]:
+    """Gradient steps per second of ``model.train(train_steps)`` for every model, all sampling
+    ``replay_buffer``, the models alternating within every repeat."""
     for model in models.values():
-        model.replay_buffer = models["dense"].replay_buffer
+        model.replay_buffer = replay_buffer
         model._setup_learn(1, reset_num_timesteps=False)  # logger and schedules, as learn() does
     samples: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
