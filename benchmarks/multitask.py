@@ -81,9 +81,25 @@ def evaluate_tasks(model: SAC, episodes: int, seed: int) -> dict[str, float]:
     return {task: float(value) / episodes for task, value in zip(MT10_TASKS, successes)}
 
 
+DEFAULT_NET_ARCH = (256, 256)
+
+
+def run_file_name(method: str, seed: int, args: argparse.Namespace) -> str:
+    """``<method>_seed<seed>_<steps>.json``, with ``_<arch>`` (e.g. ``_400x400x400``) for a
+    network other than the default 2x256, so that runs of different networks never collide."""
+    arch = "" if tuple(args.net_arch) == DEFAULT_NET_ARCH else "_" + "x".join(map(str, args.net_arch))
+    return f"{method}_seed{seed}_{args.steps}{arch}.json"
+
+
+def optimizer_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``policy_kwargs`` entries for the optimizer: fused Adam (one kernel per parameter
+    instead of one per operation) when ``--fused-adam`` is given, for every method alike."""
+    return {"optimizer_kwargs": {"fused": True}} if args.fused_adam else {}
+
+
 def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     env = make_mt10_env(n_envs=10, seed=seed)
-    policy_kwargs: dict[str, Any] = {"net_arch": list(args.net_arch)}
+    policy_kwargs: dict[str, Any] = {"net_arch": list(args.net_arch), **optimizer_settings(args)}
     training_success = TrainingSuccess()
     callbacks: list[BaseCallback] = [training_success]
     if method == "dapd":
@@ -122,6 +138,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "mean_success": float(np.mean(list(success.values()))),
         "actor_weights": actor_total,
         "max_warmup_steps": args.max_warmup_steps,
+        "fused_adam": args.fused_adam,
         "training_episodes": training_success.episodes,
         "versions": package_versions("metaworld"),
     }
@@ -140,9 +157,10 @@ def training_speed(args: argparse.Namespace) -> dict[str, Any]:
     after merging (see the module documentation)."""
     env = make_mt10_env(n_envs=10, seed=0)
     settings: dict[str, Any] = {"batch_size": args.batch_size, "learning_starts": 2_000, "seed": 0, "device": "cpu"}
-    pathway_kwargs = {"net_arch": list(args.net_arch), "n_tasks": 10, "sparsity": args.sparsity}
+    dense_kwargs = {"net_arch": list(args.net_arch), **optimizer_settings(args)}
+    pathway_kwargs = {**dense_kwargs, "n_tasks": 10, "sparsity": args.sparsity}
     models = {
-        "dense": SAC("MlpPolicy", env, policy_kwargs={"net_arch": list(args.net_arch)}, **settings),
+        "dense": SAC("MlpPolicy", env, policy_kwargs=dense_kwargs, **settings),
         "warm-up": SAC("PathwayPolicy", env, policy_kwargs=pathway_kwargs, **settings),
         "merged": SAC("PathwayPolicy", env, policy_kwargs=pathway_kwargs, **settings),
     }
@@ -156,6 +174,7 @@ def training_speed(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "train_steps": args.train_steps,
         "repeats": args.repeats,
+        "fused_adam": args.fused_adam,
         "median_gradient_steps_per_second": medians,
         "ratio_to_dense": {name: value / medians["dense"] for name, value in medians.items()},
         "samples": samples,
@@ -168,12 +187,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=100_000, help="environment steps over all tasks")
-    parser.add_argument("--net-arch", type=int, nargs="+", default=[256, 256])
+    parser.add_argument("--net-arch", type=int, nargs="+", default=list(DEFAULT_NET_ARCH))
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-starts", type=int, default=5_000)
     parser.add_argument("--sparsity", type=float, default=0.95)
     parser.add_argument("--max-warmup-steps", type=int, default=None, help="freeze every task by this step")
     parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument(
+        "--fused-adam", action="store_true", help="fused Adam for every method (same update, fewer CPU passes; torch>=2.4)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/multitask"))
     parser.add_argument("--speed", action="store_true", help="time gradient steps instead of training runs")
@@ -190,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     for seed in args.seeds:
         for method in args.methods:
-            path = args.results / f"{method}_seed{seed}_{args.steps}.json"
+            path = args.results / run_file_name(method, seed, args)
             if path.exists():
                 record = json.loads(path.read_text())
             else:
