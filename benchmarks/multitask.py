@@ -12,6 +12,8 @@ redone.
     python benchmarks/multitask.py --steps 20000000 --net-arch 400 400 400 \
         --batch-size 1280 --learning-starts 15000 --seeds 0 1 2         # the paper's budget
     python benchmarks/multitask.py --speed --repeats 5   # gradient steps/s: dense, warm-up, merged
+    python benchmarks/multitask.py --seeds 0 1 --steps 300000 --net-arch 400 400 400 \
+        --max-warmup-steps 150000 --eval-episodes 10 --fused-adam       # the paper's network, CPU budget
 
 ``--speed`` times ``model.train`` of dense multi-task SAC and of the pathway policy during
 warm-up (ten weight copies) and after merging, on one shared replay buffer, alternating within
@@ -84,11 +86,20 @@ def evaluate_tasks(model: SAC, episodes: int, seed: int) -> dict[str, float]:
 DEFAULT_NET_ARCH = (256, 256)
 
 
+def network_suffix(args: argparse.Namespace) -> str:
+    """``""`` for the default 2x256 network, else ``_<arch>`` (e.g. ``_400x400x400``): result
+    files of different networks never collide."""
+    return "" if tuple(args.net_arch) == DEFAULT_NET_ARCH else "_" + "x".join(map(str, args.net_arch))
+
+
 def run_file_name(method: str, seed: int, args: argparse.Namespace) -> str:
-    """``<method>_seed<seed>_<steps>.json``, with ``_<arch>`` (e.g. ``_400x400x400``) for a
-    network other than the default 2x256, so that runs of different networks never collide."""
-    arch = "" if tuple(args.net_arch) == DEFAULT_NET_ARCH else "_" + "x".join(map(str, args.net_arch))
-    return f"{method}_seed{seed}_{args.steps}{arch}.json"
+    """``<method>_seed<seed>_<steps><network suffix>.json``."""
+    return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}.json"
+
+
+def speed_file_name(args: argparse.Namespace) -> str:
+    """``speed<network suffix>[_fused].json``."""
+    return f"speed{network_suffix(args)}{'_fused' if args.fused_adam else ''}.json"
 
 
 def optimizer_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -206,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     if args.speed:
         record = training_speed(args)
-        (args.results / "speed.json").write_text(json.dumps(record, indent=2))
+        (args.results / speed_file_name(args)).write_text(json.dumps(record, indent=2))
         for name, value in record["median_gradient_steps_per_second"].items():
             print(f"{name:8s} {value:6.1f} gradient steps/s ({record['ratio_to_dense'][name]:.2f} of dense)")
         return

@@ -1,0 +1,51 @@
+"""benchmarks/multitask.py on a tiny budget: the run record and result files that never collide."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("metaworld")
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def multitask():
+    sys.path.insert(0, str(BENCHMARKS))  # it imports its sibling scripts (learning, overhead)
+    try:
+        spec = importlib.util.spec_from_file_location("multitask_benchmark", BENCHMARKS / "multitask.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_tiny_run_records_its_network_and_optimizer_in_its_own_file(multitask, tmp_path: Path) -> None:
+    args = ["--methods", "dense", "--steps", "600", "--learning-starts", "100", "--batch-size", "32"]
+    args += ["--net-arch", "32", "32", "--eval-episodes", "1", "--fused-adam", "--results", str(tmp_path)]
+    multitask.main(args)
+    assert [path.name for path in tmp_path.iterdir()] == ["dense_seed0_600_32x32.json"]
+    record = json.loads((tmp_path / "dense_seed0_600_32x32.json").read_text())
+    assert record["net_arch"] == [32, 32] and record["fused_adam"] is True and record["steps"] == 600
+    # 39 observation + 10 one-hot features in; SAC's actor has two heads (mean, log std) of 4 actions
+    assert record["actor_weights"] == 49 * 32 + 32 * 32 + 2 * 32 * 4
+    assert set(record["success"]) == set(multitask.MT10_TASKS)
+    assert all(0.0 <= value <= 1.0 for value in record["success"].values())
+
+
+def test_result_files_of_different_networks_and_optimizers_differ(multitask) -> None:
+    def names(net_arch: list[int], fused_adam: bool) -> tuple[str, str]:
+        args = argparse.Namespace(net_arch=net_arch, steps=300_000, fused_adam=fused_adam)
+        return multitask.run_file_name("dapd", 1, args), multitask.speed_file_name(args)
+
+    assert names([256, 256], False) == ("dapd_seed1_300000.json", "speed.json")  # the stored default runs
+    assert names([400, 400, 400], False) == ("dapd_seed1_300000_400x400x400.json", "speed_400x400x400.json")
+    assert names([400, 400, 400], True) == ("dapd_seed1_300000_400x400x400.json", "speed_400x400x400_fused.json")
