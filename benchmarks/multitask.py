@@ -40,6 +40,7 @@ from sb3_pathways.masking.pathway import merge_task_weights
 from sb3_pathways.multitask import MT10_TASKS, MultiTaskDAPDCallback, make_mt10_env, task_active_weights, task_overlap
 
 METHODS = ("dense", "dapd")
+DEFAULT_NET_ARCH = (256, 256)
 
 
 class TrainingSuccess(BaseCallback):
@@ -83,9 +84,6 @@ def evaluate_tasks(model: SAC, episodes: int, seed: int) -> dict[str, float]:
     return {task: float(value) / episodes for task, value in zip(MT10_TASKS, successes)}
 
 
-DEFAULT_NET_ARCH = (256, 256)
-
-
 def network_suffix(args: argparse.Namespace) -> str:
     """``""`` for the default 2x256 network, else ``_<arch>`` (e.g. ``_400x400x400``): result
     files of different networks never collide."""
@@ -93,7 +91,8 @@ def network_suffix(args: argparse.Namespace) -> str:
 
 
 def run_file_name(method: str, seed: int, args: argparse.Namespace) -> str:
-    """``<method>_seed<seed>_<steps><network suffix>.json``."""
+    """``<method>_seed<seed>_<steps><network suffix>.json``. Fused Adam computes the same update,
+    so it is recorded in the run (``fused_adam``) but does not name a run of its own."""
     return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}.json"
 
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import matplotlib.image
 import pytest
 
-BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "learning.py"
-
 
 @pytest.fixture(scope="module")
-def learning():
-    spec = importlib.util.spec_from_file_location("learning_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses and worker processes look it up there
-    spec.loader.exec_module(module)
-    return module
+def learning(load_benchmark):
+    return load_benchmark("learning")
 
 
 def test_tiny_run_writes_runs_summary_and_plot(learning, tmp_path: Path) -> None:

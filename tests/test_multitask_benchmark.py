@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("metaworld")
 
-BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def multitask():
-    sys.path.insert(0, str(BENCHMARKS))  # it imports its sibling scripts (learning, overhead)
-    try:
-        spec = importlib.util.spec_from_file_location("multitask_benchmark", BENCHMARKS / "multitask.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def multitask(load_benchmark):
+    return load_benchmark("multitask")
 
 
 def test_tiny_run_records_its_network_and_optimizer_in_its_own_file(multitask, tmp_path: Path) -> None:
