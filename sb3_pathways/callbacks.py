@@ -14,6 +14,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import VecMonitor, is_vecenv_wrapped
 
+from sb3_pathways.masking.optimizer_state import validate_optimizer_state
 from sb3_pathways.policies import pathway_policy
 from sb3_pathways.scoring.data import newest_transitions, stored_transitions
 from sb3_pathways.scoring.objectives import objective_for
@@ -108,6 +109,9 @@ class PathwayUpdateCallback(BaseCallback):
     :param max_warmup_steps: freeze once training reaches this many environment steps
     :param end_fraction: freeze once training reaches this share of the ``learn`` call's
         total steps (the end of the rule's schedule); ``None``: no such end
+    :param optimizer_state: what happens to the optimizer statistics of weights that join or
+        leave the pathway: ``"reset"`` (they start afresh, Adam's bias correction counted per
+        weight) or ``"keep"`` (left as they are, as the DAPD reference implementation)
     :param verbose: 1 prints mask updates and the freeze
     """
 
@@ -122,6 +126,7 @@ class PathwayUpdateCallback(BaseCallback):
         continual: bool = False,
         max_warmup_steps: int | None = None,
         end_fraction: float | None = None,
+        optimizer_state: str = "reset",
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
@@ -149,6 +154,7 @@ class PathwayUpdateCallback(BaseCallback):
         self.continual = bool(continual)
         self.max_warmup_steps = _optional_positive_int(max_warmup_steps, "max_warmup_steps")
         self.end_fraction = end_fraction
+        self.optimizer_state = validate_optimizer_state(optimizer_state)
         self._end_step: int | None = None
         self._eval_callback: EvalCallback | None = None
         self._episode_ended = False
@@ -252,7 +258,8 @@ class PathwayUpdateCallback(BaseCallback):
         grown_value = 0.0 if self.updater.grow_at_zero else None
         changes = {}
         for name in pathways:
-            changes[name] = change = pathways[name].set_masks(masks[name], grown_value) if name in masks else 0.0
+            change = pathways[name].set_masks(masks[name], grown_value, self.optimizer_state) if name in masks else 0.0
+            changes[name] = change
             self.logger.record(f"pathways/{name}/mask_change", change)
             if self.verbose >= 1:
                 print(f"{type(self).__name__} step {self.num_timesteps}: {name} mask change {change:.2%}")
@@ -330,6 +337,9 @@ class DAPDCallback(PathwayUpdateCallback):
     :param score_at: ``"dense"`` (every connection on at its stored value, as the reference
         implementation) or ``"masked"`` (the pathway as it runs)
     :param chunk_size: transitions per scoring forward pass (bounds memory)
+    :param optimizer_state: ``"reset"`` (weights that join or leave start with fresh optimizer
+        statistics, Adam's bias correction counted per weight) or ``"keep"`` (as the
+        reference implementation)
     :param verbose: 1 prints mask updates and the freeze
     """
 
@@ -345,6 +355,7 @@ class DAPDCallback(PathwayUpdateCallback):
         max_warmup_steps: int | None = None,
         score_at: str = "dense",
         chunk_size: int = 2048,
+        optimizer_state: str = "reset",
         verbose: int = 0,
     ) -> None:
         updater = DAPDUpdater(
@@ -361,6 +372,7 @@ class DAPDCallback(PathwayUpdateCallback):
             freeze_window=freeze_window,
             continual=continual,
             max_warmup_steps=max_warmup_steps,
+            optimizer_state=optimizer_state,
             verbose=verbose,
         )
         self.moving_average = updater.moving_average

@@ -3,12 +3,13 @@ update entry point that keeps masks, live weights, targets and optimizer state c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch as th
 
 from sb3_pathways.masking.layers import MaskedWeightMixin
+from sb3_pathways.masking.optimizer_state import update_optimizer_state
 from sb3_pathways.masking.selection import keep_count, largest_remainder, top_k_masks
 
 
@@ -21,7 +22,8 @@ class NetworkPathway:
     :param keep_ratio: share of the network's prunable weights that is active (1 - sparsity)
     :param layers: masked layers, keyed by the qualified name of their weight in the policy
     :param followers: for a layer name, the target-network layers that use the same mask
-    :param optimizers: optimizers whose state is reset for weights that change state
+    :param optimizers: optimizers that hold the network's weights (their state follows mask
+        changes, see :mod:`sb3_pathways.masking.optimizer_state`)
     :param groups: layer names of each ensemble member (e.g. each of SAC's twin Q-networks);
         score-based selection keeps a share of k proportional to each group's size and takes
         the top-k within it, so no member can lose all its weights to another. Empty: one
@@ -89,15 +91,21 @@ class NetworkPathway:
         return {name: layer.full_weight() for name, layer in self.layers.items()}
 
     @th.no_grad()
-    def set_masks(self, masks: Mapping[str, th.Tensor], grown_value: float | None = None) -> float:
+    def set_masks(
+        self, masks: Mapping[str, th.Tensor], grown_value: float | None = None, optimizer_state: str = "reset"
+    ) -> float:
         """
-        Install new masks in the network and its target copies and reset the optimizer state
-        of every weight that changed state.
+        Install new masks in the network and its target copies and update the optimizer
+        state of every weight that changed state.
 
         :param masks: one bool mask per layer name, shaped like the weight (single pathway)
             or ``(n_pathways, *weight.shape)``
         :param grown_value: value given to weights that join the pathway (``None``: their
             stored value, as DAPD; ``0.0``: start at zero, as SET and RigL)
+        :param optimizer_state: ``"reset"`` (weights that change state start with fresh
+            optimizer statistics, Adam's bias correction included) or ``"keep"`` (as the DAPD
+            reference: statistics kept; only the momentum of leaving weights is zeroed), see
+            :mod:`sb3_pathways.masking.optimizer_state`
         :return: share of the previously active weights that were replaced
         """
         unknown = set(masks) - set(self.layers)
@@ -105,7 +113,7 @@ class NetworkPathway:
             raise KeyError(f"unknown layers for network {self.name!r}: {sorted(unknown)}")
         replaced = 0
         previously_active = 0
-        changed_weights: dict[th.Tensor, th.Tensor] = {}
+        transitions: dict[th.Tensor, tuple[th.Tensor, th.Tensor]] = {}
         for name, mask in masks.items():
             layer = self.layers[name]
             old = layer.active_mask.clone()
@@ -114,16 +122,16 @@ class NetworkPathway:
             new = layer.active_mask
             replaced += int((old & ~new).sum())
             previously_active += int(old.sum())
-            changed_weights[layer.weight] = old ^ new
+            transitions[layer.weight] = (old, new)
             if layer.independent:
-                changed_weights[layer.scored_weight()] = old_masks ^ layer.weight_mask
+                transitions[layer.scored_weight()] = (old_masks, layer.weight_mask)
             followers = self.followers.get(name, [])
             for follower in followers:
                 follower.set_mask(layer.weight_mask)
             if grown_value is not None:
                 for grown_layer in [layer, *followers]:
                     grown_layer.set_full_weight(th.where(new & ~old, grown_value, grown_layer.full_weight()))
-        reset_optimizer_state(self.optimizers, changed_weights)
+        update_optimizer_state(self.optimizers, transitions, optimizer_state)
         return replaced / max(previously_active, 1)
 
 
@@ -135,22 +143,3 @@ def merge_task_weights(network: NetworkPathway) -> None:
             merge = getattr(merged_layer, "merge_task_weights", None)
             if merge is not None:
                 merge()
-
-
-def reset_optimizer_state(optimizers: Iterable[th.optim.Optimizer], changed: Mapping[th.Tensor, th.Tensor]) -> None:
-    """
-    Zero every per-weight optimizer statistic (Adam moments, RMSprop averages, momentum) at
-    the entries flagged in ``changed``, so that a weight that leaves the pathway does not keep
-    moving and one that joins starts afresh.
-
-    :param optimizers: optimizers that may hold the parameters
-    :param changed: parameter -> bool tensor of its entries that changed state
-    """
-    for optimizer in optimizers:
-        for parameter, entries in changed.items():
-            state = optimizer.state.get(parameter)
-            if not state:
-                continue
-            for value in state.values():
-                if isinstance(value, th.Tensor) and value.shape == parameter.shape:
-                    value.masked_fill_(entries, 0.0)

@@ -1,0 +1,135 @@
+"""What happens to the optimizer state of weights that join or leave a pathway.
+
+Two policies, chosen per mask update rule (``optimizer_state`` of the pathway callbacks):
+
+- ``"reset"``: every per-weight statistic (Adam moments, RMSprop averages, momentum) of a
+  weight that changes state is zeroed, so a weight that joins starts as if its optimizer were
+  new. Adam's bias correction uses one step counter per parameter tensor, which a joining
+  weight would share with weights trained for thousands of steps: with zeroed moments and
+  ``1 - beta ** t`` already near 1, its first step would be ``(1 - beta1) / sqrt(1 - beta2)``
+  (3.2x with the default betas) times the learning rate. :class:`EntryBiasCorrection` gives
+  such a weight its own count, so that its updates are exactly those of a fresh Adam.
+- ``"keep"``: the state is left as it is, as in the DAPD reference implementation (which
+  masks gradients and never touches the optimizer). Only the momentum (Adam's first moment,
+  SGD's and RMSprop's momentum buffer) of a weight that leaves is zeroed, because a dormant
+  weight must stay an exact zero and momentum would move it; its second moment decays as the
+  reference's does, and comes back with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch as th
+
+OPTIMIZER_STATES = ("reset", "keep")
+#: optimizer state entries that move a weight whose gradient is zero
+MOMENTUM_KEYS = ("exp_avg", "momentum_buffer")
+#: the per-entry step at which a weight's Adam moments last started from zero
+START_STEP_KEY = "pathway_start_step"
+#: optimizers whose bias correction :class:`EntryBiasCorrection` makes per-entry
+BIAS_CORRECTED = (th.optim.Adam, th.optim.AdamW)
+#: optimizers with a shared bias-correction step that ``"reset"`` cannot make per-entry
+UNSUPPORTED_FOR_RESET = (th.optim.NAdam, th.optim.RAdam, th.optim.Adamax)
+
+_HOOK_ATTRIBUTE = "_pathway_entry_bias_correction"
+
+
+def validate_optimizer_state(value: Any) -> str:
+    if value not in OPTIMIZER_STATES:
+        raise ValueError(f"optimizer_state must be one of {OPTIMIZER_STATES}, got {value!r}")
+    return str(value)
+
+
+def update_optimizer_state(
+    optimizers: Iterable[th.optim.Optimizer],
+    transitions: Mapping[th.Tensor, tuple[th.Tensor, th.Tensor]],
+    optimizer_state: str = "reset",
+) -> None:
+    """
+    Apply an ``optimizer_state`` policy (see the module documentation) to the weights that
+    joined or left a pathway.
+
+    :param optimizers: optimizers that may hold the parameters
+    :param transitions: parameter -> (bool tensor of entries active before, after)
+    :param optimizer_state: ``"reset"`` or ``"keep"``
+    """
+    validate_optimizer_state(optimizer_state)
+    for optimizer in optimizers:
+        if optimizer_state == "reset" and isinstance(optimizer, BIAS_CORRECTED):
+            EntryBiasCorrection.attach(optimizer)
+        for parameter, (before, after) in transitions.items():
+            state = optimizer.state.get(parameter)
+            if not state:
+                continue
+            if optimizer_state == "reset":
+                changed = before ^ after
+                if isinstance(optimizer, UNSUPPORTED_FOR_RESET) and bool(changed.any()):
+                    raise ValueError(
+                        f"optimizer_state='reset' cannot give {type(optimizer).__name__} a per-weight bias correction; "
+                        "use Adam or AdamW, or optimizer_state='keep'"
+                    )
+                _reset_entries(optimizer, parameter, state, changed)
+            else:
+                for key in MOMENTUM_KEYS:
+                    if isinstance(state.get(key), th.Tensor):
+                        state[key].masked_fill_(before & ~after, 0.0)
+
+
+def _reset_entries(optimizer: th.optim.Optimizer, parameter: th.Tensor, state: dict[str, Any], entries: th.Tensor) -> None:
+    for key, value in state.items():
+        if key != START_STEP_KEY and isinstance(value, th.Tensor) and value.shape == parameter.shape:
+            value.masked_fill_(entries, 0.0)
+    if isinstance(optimizer, BIAS_CORRECTED) and "step" in state and bool(entries.any()):
+        start = state.get(START_STEP_KEY)
+        if start is None:
+            start = state[START_STEP_KEY] = th.zeros_like(parameter, dtype=th.float32)
+        start.masked_fill_(entries.to(start.device), float(state["step"]))
+
+
+class EntryBiasCorrection:
+    """
+    An optimizer step hook that gives every Adam/AdamW weight whose moments were reset its
+    own bias-correction count.
+
+    Adam updates a weight by ``lr * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)``
+    with ``t`` shared by the whole tensor. After each step, weights reset at step ``t0`` are
+    moved from that update to the one with ``s = t - t0`` in place of ``t``: the update of a
+    fresh Adam that started at ``t0``. The start steps live in the optimizer state (key
+    ``"pathway_start_step"``), so they are saved and loaded with it; once every reset weight
+    is past the point where both corrections equal 1 in float32, they are dropped.
+    """
+
+    @staticmethod
+    def attach(optimizer: th.optim.Optimizer) -> None:
+        """Register the hook on ``optimizer`` once."""
+        if getattr(optimizer, _HOOK_ATTRIBUTE, None) is None:
+            setattr(optimizer, _HOOK_ATTRIBUTE, optimizer.register_step_post_hook(EntryBiasCorrection.after_step))
+
+    @staticmethod
+    @th.no_grad()
+    def after_step(optimizer: th.optim.Optimizer, *_: Any) -> None:
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                state = optimizer.state.get(parameter)
+                if state and START_STEP_KEY in state:
+                    EntryBiasCorrection._correct(parameter, state, group)
+
+    @staticmethod
+    def _correct(parameter: th.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        beta1, beta2 = (float(beta) for beta in group["betas"])
+        lr, eps, step = float(group["lr"]), float(group["eps"]), float(state["step"])
+        start = state[START_STEP_KEY]
+        horizon = math.ceil(math.log(2.0**-24) / math.log(max(beta1, beta2, 1e-12)))
+        if step - float(start.max()) >= horizon:
+            del state[START_STEP_KEY]
+            return
+        local_step = (step - start).clamp(min=1.0)
+        second = state["max_exp_avg_sq"] if group.get("amsgrad", False) else state["exp_avg_sq"]
+        first = state["exp_avg"]
+        shared = first / (1 - beta1**step) / ((second / (1 - beta2**step)).sqrt() + eps)
+        own = first / (1 - beta1**local_step) / ((second / (1 - beta2**local_step)).sqrt() + eps)
+        correction = th.where(start > 0, shared - own, th.zeros_like(shared)) * lr
+        parameter.add_(correction.to(parameter.dtype))
