@@ -38,9 +38,21 @@ METHODS = ("dense", "dapd", "static", "snip", "set", "rigl")
 EXECUTORS = ("local", "ray", "submitit")
 
 
+SETTINGS = ("zoo", "sb3")
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run."""
+    """
+    One training run.
+
+    :param settings: ``"zoo"``: SAC and DAPD settings of ``hyperparams/sac.yml``; ``"sb3"``:
+        SB3's SAC defaults with 1,000 initial transitions and ``DAPDCallback()`` without
+        arguments (what a user who follows the API gets)
+    :param tag: names a variant (its runs are stored and summarised as ``method-tag``)
+    :param dapd_kwargs: JSON object of DAPDCallback arguments added to the settings' own
+    :param sac_kwargs: JSON object of SAC arguments added to the settings' own (every method)
+    """
 
     method: str
     env: str
@@ -48,9 +60,17 @@ class RunSpec:
     steps: int
     eval_freq: int
     eval_episodes: int = 10
+    settings: str = "zoo"
+    tag: str = ""
+    dapd_kwargs: str = "{}"
+    sac_kwargs: str = "{}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.method}-{self.tag}" if self.tag else self.method
 
     def path(self, results: Path) -> Path:
-        return results / self.env / f"{self.method}_seed{self.seed}_{self.steps}.json"
+        return results / self.env / f"{self.label}_seed{self.seed}_{self.steps}.json"
 
 
 #: preset -> list of (envs, methods, steps, eval_freq); seeds and last-evals per preset
@@ -113,7 +133,12 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
     from sb3_pathways import DAPDCallback, RigLCallback, SETCallback, SNIPCallback
 
     th.set_num_threads(1)
-    sac_kwargs, dapd_kwargs = sac_settings(spec.env)
+    if spec.settings == "zoo":
+        sac_kwargs, dapd_kwargs = sac_settings(spec.env)
+    else:
+        sac_kwargs, dapd_kwargs = {"learning_starts": 1000, "policy_kwargs": {}}, {}
+    sac_kwargs.update(json.loads(spec.sac_kwargs))
+    dapd_kwargs.update(json.loads(spec.dapd_kwargs))
     sparse = spec.method != "dense"
     policy_kwargs = dict(sac_kwargs.pop("policy_kwargs"))
     if sparse:
@@ -155,6 +180,9 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
     model.learn(spec.steps, callback=callbacks)
     record: dict[str, Any] = {
         **asdict(spec),
+        "label": spec.label,
+        "sac_settings": {key: value for key, value in sac_kwargs.items() if key != "policy_kwargs"},
+        "dapd_settings": dapd_kwargs if spec.method == "dapd" else None,
         "eval_steps": [step for step, _ in evaluations],
         "eval_returns": [value for _, value in evaluations],
         "seconds": time.perf_counter() - start,
@@ -217,7 +245,8 @@ def execute(specs: list[RunSpec], results: Path, executor: str, workers: int, co
 
 def _finished(record: dict[str, Any], path: Path, commit: bool) -> None:
     returns = record["eval_returns"]
-    print(f"done {record['env']} {record['method']} seed {record['seed']}: last {returns[-1]:.1f}", flush=True)
+    label = record.get("label", record["method"])
+    print(f"done {record['env']} {label} seed {record['seed']}: last {returns[-1]:.1f}", flush=True)
     if commit:
         _commit(path)
 
@@ -227,12 +256,13 @@ def summarise(records: Iterable[dict[str, Any]], last_evals: int) -> dict[str, d
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for record in records:
         env = summary.setdefault(record["env"], {})
-        entry = env.setdefault(record["method"], {"seeds": [], "final": [], "auc": []})
+        entry = env.setdefault(record.get("label", record["method"]), {"seeds": [], "final": [], "auc": []})
         entry["seeds"].append(record["seed"])
         entry["final"].append(statistics.mean(record["eval_returns"][-last_evals:]))
         entry["auc"].append(statistics.mean(record["eval_returns"]))
     for methods in summary.values():
-        dense = statistics.mean(methods["dense"]["final"]) if "dense" in methods else None
+        dense_label = "dense" if "dense" in methods else next((label for label in methods if label.startswith("dense")), None)
+        dense = statistics.mean(methods[dense_label]["final"]) if dense_label else None
         for entry in methods.values():
             entry["final_mean"] = statistics.mean(entry["final"])
             entry["auc_mean"] = statistics.mean(entry["auc"])
@@ -240,10 +270,15 @@ def summarise(records: Iterable[dict[str, Any]], last_evals: int) -> dict[str, d
     return summary
 
 
+def _label_order(label: str) -> tuple[int, str]:
+    method = label.split("-", 1)[0]
+    return (METHODS.index(method) if method in METHODS else len(METHODS), label)
+
+
 def markdown_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = ["| env | method | final return per seed | mean | vs dense | AUC |", "| --- | --- | --- | --- | --- | --- |"]
     for env, methods in summary.items():
-        for method in sorted(methods, key=METHODS.index):
+        for method in sorted(methods, key=_label_order):
             entry = methods[method]
             finals = ", ".join(f"{value:.0f}" for value in entry["final"])
             relative = "" if entry["relative_to_dense"] is None else f"{entry['relative_to_dense']:+.1%}"
@@ -261,8 +296,9 @@ def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
     paths = []
     for env in sorted({record["env"] for record in records}):
         figure, axis = plt.subplots(figsize=(7, 4.5))
-        for method in METHODS:
-            runs = [r for r in records if r["env"] == env and r["method"] == method]
+        labels = sorted({r.get("label", r["method"]) for r in records if r["env"] == env}, key=_label_order)
+        for method in labels:
+            runs = [r for r in records if r["env"] == env and r.get("label", r["method"]) == method]
             if not runs:
                 continue
             length = min(len(r["eval_returns"]) for r in runs)
@@ -293,8 +329,15 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; accepted: {list(METHODS)}")
+    for name in ("dapd_kwargs", "sac_kwargs"):
+        try:
+            if not isinstance(json.loads(getattr(args, name)), dict):
+                raise ValueError
+        except ValueError:
+            raise SystemExit(f"--{name.replace('_', '-')} must be a JSON object, got {getattr(args, name)!r}") from None
+    variant = dict(settings=args.settings, tag=args.tag, dapd_kwargs=args.dapd_kwargs, sac_kwargs=args.sac_kwargs)
     specs = [
-        RunSpec(method, env, seed, args.steps, args.eval_freq, args.eval_episodes)
+        RunSpec(method, env, seed, args.steps, args.eval_freq, args.eval_episodes, **variant)
         for env in args.envs
         for seed in args.seeds
         for method in args.methods
@@ -316,6 +359,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "learning")
     parser.add_argument("--commit", action="store_true", help="git-commit each finished run's JSON")
+    parser.add_argument("--settings", choices=SETTINGS, default="zoo", help="zoo: hyperparams/sac.yml; sb3: SB3 defaults")
+    parser.add_argument("--tag", default="", help="variant name: runs are stored as METHOD-TAG")
+    parser.add_argument("--dapd-kwargs", default="{}", help="JSON object of DAPDCallback arguments")
+    parser.add_argument("--sac-kwargs", default="{}", help="JSON object of SAC arguments (every method)")
     args = parser.parse_args(argv)
 
     specs, last_evals = specs_from_args(args)

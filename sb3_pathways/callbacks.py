@@ -334,6 +334,8 @@ class DAPDCallback(PathwayUpdateCallback):
     :param continual: keep updating the masks after the threshold is reached (the step at
         which it was reached is still recorded)
     :param max_warmup_steps: freeze anyway once training reaches this many environment steps
+    :param max_warmup_fraction: freeze anyway once training reaches this share of the
+        ``learn`` call's total steps
     :param score_at: ``"dense"`` (every connection on at its stored value, as the reference
         implementation) or ``"masked"`` (the pathway as it runs)
     :param chunk_size: transitions per scoring forward pass (bounds memory)
@@ -353,11 +355,18 @@ class DAPDCallback(PathwayUpdateCallback):
         freeze_window: int = 10,
         continual: bool = False,
         max_warmup_steps: int | None = None,
+        max_warmup_fraction: float | None = None,
         score_at: str = "dense",
         chunk_size: int = 2048,
         optimizer_state: str = "reset",
         verbose: int = 0,
     ) -> None:
+        if max_warmup_fraction is not None and (
+            isinstance(max_warmup_fraction, bool)
+            or not isinstance(max_warmup_fraction, (int, float))
+            or not 0.0 < max_warmup_fraction <= 1.0
+        ):
+            raise ValueError(f"max_warmup_fraction must be in (0, 1] or None, got {max_warmup_fraction!r}")
         updater = DAPDUpdater(
             moving_average=_positive_int(moving_average, "moving_average"),
             score_at=score_at,
@@ -372,6 +381,7 @@ class DAPDCallback(PathwayUpdateCallback):
             freeze_window=freeze_window,
             continual=continual,
             max_warmup_steps=max_warmup_steps,
+            end_fraction=max_warmup_fraction,
             optimizer_state=optimizer_state,
             verbose=verbose,
         )
