@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
+import sys
 import time
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -52,6 +55,8 @@ class RunSpec:
     :param tag: names a variant (its runs are stored and summarised as ``method-tag``)
     :param dapd_kwargs: JSON object of DAPDCallback arguments added to the settings' own
     :param sac_kwargs: JSON object of SAC arguments added to the settings' own (every method)
+    :param device: torch device of the model (``"cuda"`` without CUDA falls back to the CPU
+        with a warning)
     """
 
     method: str
@@ -64,6 +69,7 @@ class RunSpec:
     tag: str = ""
     dapd_kwargs: str = "{}"
     sac_kwargs: str = "{}"
+    device: str = "cpu"
 
     @property
     def label(self) -> str:
@@ -133,6 +139,8 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
     from sb3_pathways import DAPDCallback, RigLCallback, SETCallback, SNIPCallback
 
     th.set_num_threads(1)
+    if th.device(spec.device).type == "cuda" and not th.cuda.is_available():
+        warnings.warn(f"device {spec.device!r} asked, but CUDA is not available here: running on the CPU", stacklevel=1)
     if spec.settings == "zoo":
         sac_kwargs, dapd_kwargs = sac_settings(spec.env)
     else:
@@ -162,7 +170,7 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         "PathwayPolicy" if sparse else "MlpPolicy",
         spec.env,
         seed=spec.seed,
-        device="cpu",
+        device=spec.device,
         policy_kwargs=policy_kwargs,
         **sac_kwargs,
     )
@@ -212,10 +220,37 @@ def _commit(path: Path) -> None:
     print(f"could not commit {path}: {committed.stderr.decode().strip()}", flush=True)
 
 
-def execute(specs: list[RunSpec], results: Path, executor: str, workers: int, commit: bool) -> list[dict[str, Any]]:
-    """Run every spec not yet done, on local processes or an existing cluster engine."""
+def _ship_this_module_by_value(executor: str) -> None:
+    """Cluster workers unpickle ``run`` in a fresh interpreter: when this script was loaded
+    under a name that is not importable there, send its code along (with cloudpickle, or
+    Ray's own copy of it)."""
+    module = sys.modules[run.__module__]
+    if module.__name__ == "__main__":
+        return
+    if executor == "ray":
+        from ray import cloudpickle
+    else:
+        import cloudpickle
+    cloudpickle.register_pickle_by_value(module)
+
+
+def execute(
+    specs: list[RunSpec],
+    results: Path,
+    executor: str,
+    workers: int,
+    commit: bool,
+    submitit_cluster: str | None = None,
+) -> list[dict[str, Any]]:
+    """
+    Run every spec not yet done, on local processes or a cluster engine: Ray (joins the
+    cluster of ``RAY_ADDRESS``, or starts a local one with ``workers`` CPUs) or submitit
+    (SLURM when available, else local processes; ``submitit_cluster`` forces one).
+    """
     todo = [spec for spec in specs if not spec.path(results).exists()]
     print(f"{len(specs) - len(todo)} of {len(specs)} runs already done; running {len(todo)}", flush=True)
+    if executor in ("ray", "submitit"):
+        _ship_this_module_by_value(executor)
     if executor == "local":
         with ProcessPoolExecutor(workers) as pool:
             futures = {pool.submit(run, spec, results): spec for spec in todo}
@@ -224,6 +259,9 @@ def execute(specs: list[RunSpec], results: Path, executor: str, workers: int, co
     elif executor == "ray":
         import ray  # optional extra: pip install "sb3-pathways[cluster]"
 
+        if not ray.is_initialized():
+            address = os.environ.get("RAY_ADDRESS")
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
         remote = ray.remote(num_cpus=1)(run)
         pending = {remote.remote(spec, results): spec for spec in todo}
         while pending:
@@ -233,7 +271,7 @@ def execute(specs: list[RunSpec], results: Path, executor: str, workers: int, co
     elif executor == "submitit":
         import submitit  # optional extra: pip install "sb3-pathways[cluster]"
 
-        cluster = submitit.AutoExecutor(folder=results / "submitit")
+        cluster = submitit.AutoExecutor(folder=results / "submitit", cluster=submitit_cluster)
         cluster.update_parameters(cpus_per_task=1, timeout_min=24 * 60)
         jobs = [(cluster.submit(run, spec, results), spec) for spec in todo]
         for job, spec in jobs:
@@ -319,7 +357,7 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
     if args.preset:
         preset = PRESETS[args.preset]
         specs = [
-            RunSpec(method, env, seed, steps, eval_freq, args.eval_episodes)
+            RunSpec(method, env, seed, steps, eval_freq, args.eval_episodes, device=args.device)
             for envs, methods, steps, eval_freq in preset["groups"]
             for env in envs
             for seed in preset["seeds"]
@@ -335,7 +373,9 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
                 raise ValueError
         except ValueError:
             raise SystemExit(f"--{name.replace('_', '-')} must be a JSON object, got {getattr(args, name)!r}") from None
-    variant = dict(settings=args.settings, tag=args.tag, dapd_kwargs=args.dapd_kwargs, sac_kwargs=args.sac_kwargs)
+    variant = dict(
+        settings=args.settings, tag=args.tag, dapd_kwargs=args.dapd_kwargs, sac_kwargs=args.sac_kwargs, device=args.device
+    )
     specs = [
         RunSpec(method, env, seed, args.steps, args.eval_freq, args.eval_episodes, **variant)
         for env in args.envs
@@ -359,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "learning")
     parser.add_argument("--commit", action="store_true", help="git-commit each finished run's JSON")
+    parser.add_argument("--device", default="cpu", help="torch device of every run (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--submitit-cluster", choices=["slurm", "local", "debug"], default=None, help="default: auto")
     parser.add_argument("--settings", choices=SETTINGS, default="zoo", help="zoo: hyperparams/sac.yml; sb3: SB3 defaults")
     parser.add_argument("--tag", default="", help="variant name: runs are stored as METHOD-TAG")
     parser.add_argument("--dapd-kwargs", default="{}", help="JSON object of DAPDCallback arguments")
@@ -366,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     specs, last_evals = specs_from_args(args)
-    records = execute(specs, args.results, args.executor, args.workers, args.commit)
+    records = execute(specs, args.results, args.executor, args.workers, args.commit, args.submitit_cluster)
     summary = summarise(records, last_evals)
     table = markdown_table(summary)
     print(table)

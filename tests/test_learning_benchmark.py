@@ -48,3 +48,51 @@ def test_summary_arithmetic(learning) -> None:
     assert summary["E"]["dense"]["final_mean"] == 30.0
     assert summary["E"]["dapd"]["relative_to_dense"] == pytest.approx(0.1)
     assert summary["E"]["dapd"]["auc_mean"] == pytest.approx(53.0 / 3)
+
+
+TINY = ["--envs", "Pendulum-v1", "--methods", "dense", "dapd", "--seeds", "0", "--steps", "200"]
+TINY += ["--eval-freq", "200", "--eval-episodes", "1", "--workers", "1"]
+
+
+def _assert_tiny_runs(results: Path) -> None:
+    for method in ("dense", "dapd"):
+        record = json.loads((results / "Pendulum-v1" / f"{method}_seed0_200.json").read_text())
+        assert record["eval_steps"] == [200]
+    assert json.loads((results / "Pendulum-v1" / "dapd_seed0_200.json").read_text())["mask_updates"] >= 1
+
+
+def test_submitit_local_executor_runs_the_benchmark(learning, tmp_path: Path) -> None:
+    pytest.importorskip("submitit")
+    learning.main([*TINY, "--executor", "submitit", "--submitit-cluster", "local", "--results", str(tmp_path)])
+    _assert_tiny_runs(tmp_path)
+    assert any((tmp_path / "submitit").iterdir()), "submitit keeps its job files there"
+
+
+def test_ray_local_cluster_runs_the_benchmark(learning, tmp_path: Path, monkeypatch) -> None:
+    ray = pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    try:
+        learning.main([*TINY, "--executor", "ray", "--results", str(tmp_path)])
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+    _assert_tiny_runs(tmp_path)
+
+
+def test_variants_are_stored_apart_and_cuda_without_cuda_warns(learning, tmp_path: Path) -> None:
+    import torch as th
+
+    args = ["--envs", "Pendulum-v1", "--methods", "dapd", "--seeds", "0", "--steps", "200", "--eval-freq", "200"]
+    args += ["--eval-episodes", "1", "--workers", "1", "--results", str(tmp_path), "--settings", "sb3"]
+    args += ["--tag", "keep", "--dapd-kwargs", '{"optimizer_state": "keep"}', "--sac-kwargs", '{"learning_starts": 100}']
+    learning.main(args)
+    record = json.loads((tmp_path / "Pendulum-v1" / "dapd-keep_seed0_200.json").read_text())
+    assert record["dapd_settings"] == {"optimizer_state": "keep"}
+    assert record["sac_settings"] == {"learning_starts": 100}
+    assert "dapd-keep" in json.loads((tmp_path / "summary.json").read_text())["Pendulum-v1"]
+    with pytest.raises(SystemExit, match="--dapd-kwargs must be a JSON object"):
+        learning.main([*args, "--dapd-kwargs", "[1]"])
+    if not th.cuda.is_available():
+        spec = learning.RunSpec("dense", "Pendulum-v1", 0, 100, 100, 1, settings="sb3", device="cuda")
+        with pytest.warns(UserWarning, match="CUDA is not available"):
+            learning.run(spec, tmp_path / "cuda")
