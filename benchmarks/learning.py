@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sac-kwargs", default="{}", help="JSON object of SAC arguments (every method)")
     args = parser.parse_args(argv)
 
+    args.results = args.results.resolve()
     specs, last_evals = specs_from_args(args)
     records = execute(specs, args.results, args.executor, args.workers, args.commit, args.submitit_cluster)
     summary = summarise(records, last_evals)
