@@ -14,6 +14,7 @@ evaluations, as the paper), return relative to dense, and the area under the lea
 (mean evaluation return over the run); plus a learning-curve plot per env.
 
     python benchmarks/learning.py --preset cpu --commit      # the 2-core preset
+    python benchmarks/learning.py --preset mujoco --commit   # Hopper and HalfCheetah, 100k steps
     python benchmarks/learning.py --envs Pendulum-v1 --methods dense dapd --steps 20000 --seeds 0 1 2
     python benchmarks/learning.py --preset paper --executor submitit   # a SLURM cluster
 """
@@ -86,6 +87,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             (["Pendulum-v1"], list(METHODS), 20_000, 1_000),
             (["Hopper-v5"], ["dense", "dapd", "rigl"], 50_000, 2_500),
         ],
+        "seeds": [0, 1, 2],
+        "last_evals": 5,
+    },
+    "mujoco": {
+        "groups": [(["Hopper-v5", "HalfCheetah-v5"], ["dense", "dapd", "rigl"], 100_000, 5_000)],
         "seeds": [0, 1, 2],
         "last_evals": 5,
     },

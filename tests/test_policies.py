@@ -114,8 +114,9 @@ def test_optimizer_moments_reset_when_weight_leaves_the_pathway(case: AlgoCase) 
     for key, value in state.items():
         if value.dim() > 0 and key != START_STEP_KEY:
             assert th.count_nonzero(value[leaving ^ new_mask]) == 0
-    if START_STEP_KEY in state:  # Adam: the reset weights count their steps from here
-        assert th.all(state[START_STEP_KEY][leaving ^ new_mask] == float(state["step"]))
+    if START_STEP_KEY in state:  # Adam: the joining weights count their steps from here
+        assert th.all(state[START_STEP_KEY][new_mask & ~leaving] == float(state["step"]))
+        assert th.count_nonzero(state[START_STEP_KEY][leaving & ~new_mask]) == 0
     model.learn(200, reset_num_timesteps=False)
     assert th.count_nonzero(layer.weight[~new_mask]) == 0
     assert int(layer.weight_mask.sum()) == int(leaving.sum())

@@ -35,6 +35,7 @@ BIAS_CORRECTED = (th.optim.Adam, th.optim.AdamW)
 UNSUPPORTED_FOR_RESET = (th.optim.NAdam, th.optim.RAdam, th.optim.Adamax)
 
 _HOOK_ATTRIBUTE = "_pathway_entry_bias_correction"
+_INDEX_ATTRIBUTE = "_pathway_joined_index"
 
 
 def validate_optimizer_state(value: Any) -> str:
@@ -71,35 +72,40 @@ def update_optimizer_state(
                         f"optimizer_state='reset' cannot give {type(optimizer).__name__} a per-weight bias correction; "
                         "use Adam or AdamW, or optimizer_state='keep'"
                     )
-                _reset_entries(optimizer, parameter, state, changed)
+                _reset_entries(optimizer, parameter, state, before, after)
             else:
                 for key in MOMENTUM_KEYS:
                     if isinstance(state.get(key), th.Tensor):
                         state[key].masked_fill_(before & ~after, 0.0)
 
 
-def _reset_entries(optimizer: th.optim.Optimizer, parameter: th.Tensor, state: dict[str, Any], entries: th.Tensor) -> None:
+def _reset_entries(
+    optimizer: th.optim.Optimizer, parameter: th.Tensor, state: dict[str, Any], before: th.Tensor, after: th.Tensor
+) -> None:
+    changed = before ^ after
     for key, value in state.items():
         if key != START_STEP_KEY and isinstance(value, th.Tensor) and value.shape == parameter.shape:
-            value.masked_fill_(entries, 0.0)
-    if isinstance(optimizer, BIAS_CORRECTED) and "step" in state and bool(entries.any()):
+            value.masked_fill_(changed, 0.0)
+    if isinstance(optimizer, BIAS_CORRECTED) and "step" in state and bool(changed.any()):
         start = state.get(START_STEP_KEY)
         if start is None:
             start = state[START_STEP_KEY] = th.zeros_like(parameter, dtype=th.float32)
-        start.masked_fill_(entries.to(start.device), float(state["step"]))
+        start.masked_fill_((after & ~before).to(start.device), float(state["step"]))
+        start.masked_fill_((before & ~after).to(start.device), 0.0)  # zero moments: no update to correct
 
 
 class EntryBiasCorrection:
     """
-    An optimizer step hook that gives every Adam/AdamW weight whose moments were reset its
-    own bias-correction count.
+    An optimizer step hook that gives every Adam/AdamW weight whose moments were reset when it
+    joined a pathway its own bias-correction count.
 
     Adam updates a weight by ``lr * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)``
-    with ``t`` shared by the whole tensor. After each step, weights reset at step ``t0`` are
-    moved from that update to the one with ``s = t - t0`` in place of ``t``: the update of a
-    fresh Adam that started at ``t0``. The start steps live in the optimizer state (key
-    ``"pathway_start_step"``), so they are saved and loaded with it; once every reset weight
-    is past the point where both corrections equal 1 in float32, they are dropped.
+    with ``t`` shared by the whole tensor. After each step, weights that joined at step ``t0``
+    are moved from that update to the one with ``s = t - t0`` in place of ``t``: the update of
+    a fresh Adam that started at ``t0``. The start steps live in the optimizer state (key
+    ``"pathway_start_step"``, 0 for weights that need no correction), so they are saved and
+    loaded with it. Only the joined weights are computed on; a weight whose corrections both
+    equal 1 in float32 leaves the set, and the key goes once the set is empty.
     """
 
     @staticmethod
@@ -112,24 +118,50 @@ class EntryBiasCorrection:
     @th.no_grad()
     def after_step(optimizer: th.optim.Optimizer, *_: Any) -> None:
         for group in optimizer.param_groups:
+            joined = []
             for parameter in group["params"]:
                 state = optimizer.state.get(parameter)
                 if state and START_STEP_KEY in state:
-                    EntryBiasCorrection._correct(parameter, state, group)
+                    index, starts = EntryBiasCorrection._joined(state[START_STEP_KEY])
+                    if index.numel() == 0:
+                        del state[START_STEP_KEY]
+                    else:
+                        joined.append((parameter, state, index, starts))
+            if joined:
+                EntryBiasCorrection._correct(joined, group)
 
     @staticmethod
-    def _correct(parameter: th.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _joined(start: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Flat indices of the non-zero start steps and their values, cached on the tensor
+        until it changes."""
+        cached = getattr(start, _INDEX_ATTRIBUTE, None)
+        if cached is None or cached[0] != start._version:
+            index = start.reshape(-1).nonzero().squeeze(1)
+            cached = (start._version, index, start.reshape(-1).index_select(0, index))
+            setattr(start, _INDEX_ATTRIBUTE, cached)
+        return cached[1], cached[2]
+
+    @staticmethod
+    def _correct(joined: list[tuple[th.Tensor, dict[str, Any], th.Tensor, th.Tensor]], group: dict[str, Any]) -> None:
+        """Correct the joined weights of one parameter group, all in one computation (a few
+        small tensors: the cost is the number of operations, not their size)."""
         beta1, beta2 = (float(beta) for beta in group["betas"])
-        lr, eps, step = float(group["lr"]), float(group["eps"]), float(state["step"])
-        start = state[START_STEP_KEY]
+        lr, eps = float(group["lr"]), float(group["eps"])
+        second_key = "max_exp_avg_sq" if group.get("amsgrad", False) else "exp_avg_sq"
+        steps = [float(state["step"]) for _, state, _, _ in joined]
+        if len(set(steps)) == 1:
+            shared_step: float | th.Tensor = steps[0]
+        else:
+            shared_step = th.cat([th.full_like(starts, step) for (_, _, _, starts), step in zip(joined, steps)])
+        starts = th.cat([starts for _, _, _, starts in joined])
+        first = th.cat([state["exp_avg"].reshape(-1).index_select(0, index) for _, state, index, _ in joined]).float()
+        second = th.cat([state[second_key].reshape(-1).index_select(0, index) for _, state, index, _ in joined]).float()
+        own_step = (shared_step - starts).clamp(min=1.0)
+        shared = first / (1 - beta1**shared_step) / ((second / (1 - beta2**shared_step)).sqrt() + eps)
+        own = first / (1 - beta1**own_step) / ((second / (1 - beta2**own_step)).sqrt() + eps)
+        corrections = ((shared - own) * lr).split([index.numel() for _, _, index, _ in joined])
         horizon = math.ceil(math.log(2.0**-24) / math.log(max(beta1, beta2, 1e-12)))
-        if step - float(start.max()) >= horizon:
-            del state[START_STEP_KEY]
-            return
-        local_step = (step - start).clamp(min=1.0)
-        second = state["max_exp_avg_sq"] if group.get("amsgrad", False) else state["exp_avg_sq"]
-        first = state["exp_avg"]
-        shared = first / (1 - beta1**step) / ((second / (1 - beta2**step)).sqrt() + eps)
-        own = first / (1 - beta1**local_step) / ((second / (1 - beta2**local_step)).sqrt() + eps)
-        correction = th.where(start > 0, shared - own, th.zeros_like(shared)) * lr
-        parameter.add_(correction.to(parameter.dtype))
+        for (parameter, state, index, starts), correction, step in zip(joined, corrections, steps):
+            parameter.view(-1).index_add_(0, index, correction.to(parameter.dtype))
+            if int(step) % 1000 == 0:  # now and then, the weights past the horizon leave the set
+                state[START_STEP_KEY].view(-1).index_fill_(0, index[step - starts >= horizon], 0.0)
