@@ -317,16 +317,18 @@ class DAPDCallback(PathwayUpdateCallback):
     gradient step. During warm-up, the weights are rescored on the most recent ``window``
     transitions with the algorithm's own loss (``abs(θ · ∂L/∂θ)``), each network's scores are
     normalised to sum 1, averaged over the last ``moving_average`` updates, and the top-k of
-    every network becomes its mask. Once the return reaches ``freeze_threshold`` (or after
-    ``max_warmup_steps``), the masks are frozen for the rest of training.
+    every network becomes its mask. Once the return reaches ``freeze_threshold``, or after
+    ``max_warmup_steps`` or a ``max_warmup_fraction`` of the ``learn`` budget (a quarter by
+    default), the masks are frozen for the rest of training.
 
     :param update_freq: ``"episode"`` (rescore when an episode ends, as the reference
         implementation) or a number of environment steps between updates
     :param window: transitions scored at each update (L); default max(batch size, length of
         the last episode). The initial discovery scores everything collected so far.
-    :param moving_average: K, the number of normalised score vectors averaged
+    :param moving_average: K, the number of normalised score vectors averaged (the reference
+        implementation uses 1; 5 by default, see the DAPD guide for the measurements)
     :param freeze_threshold: return at which the masks freeze; ``None`` never freezes on
-        return (see ``max_warmup_steps``)
+        return (see ``max_warmup_steps`` and ``max_warmup_fraction``)
     :param freeze_metric: ``"rollout"``: mean return of the last ``freeze_window`` training
         episodes (needs Monitor episode statistics); ``"eval"``: last mean reward of an
         ``EvalCallback`` run in the same ``learn`` call
@@ -335,7 +337,8 @@ class DAPDCallback(PathwayUpdateCallback):
         which it was reached is still recorded)
     :param max_warmup_steps: freeze anyway once training reaches this many environment steps
     :param max_warmup_fraction: freeze anyway once training reaches this share of the
-        ``learn`` call's total steps
+        ``learn`` call's total steps (default 0.25: the pathway trains fixed for the last three
+        quarters of the budget; ``None``: no such limit, as the reference implementation)
     :param score_at: ``"dense"`` (every connection on at its stored value, as the reference
         implementation) or ``"masked"`` (the pathway as it runs)
     :param chunk_size: transitions per scoring forward pass (bounds memory)
@@ -349,13 +352,13 @@ class DAPDCallback(PathwayUpdateCallback):
         self,
         update_freq: int | str = "episode",
         window: int | None = None,
-        moving_average: int = 1,
+        moving_average: int = 5,
         freeze_threshold: float | None = None,
         freeze_metric: str = "rollout",
         freeze_window: int = 10,
         continual: bool = False,
         max_warmup_steps: int | None = None,
-        max_warmup_fraction: float | None = None,
+        max_warmup_fraction: float | None = 0.25,
         score_at: str = "dense",
         chunk_size: int = 2048,
         optimizer_state: str = "reset",

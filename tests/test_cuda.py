@@ -34,7 +34,7 @@ def _on(tensor: th.Tensor, device: th.device) -> bool:
 @pytest.mark.parametrize(("algo", "env_id", "kwargs"), CASES, ids=[case[0].__name__ for case in CASES])
 def test_training_with_dapd_keeps_everything_on_the_gpu(algo, env_id: str, kwargs: dict) -> None:
     model = algo("PathwayPolicy", env_id, device="cuda", seed=0, policy_kwargs=dict(net_arch=[64, 64]), **kwargs)
-    model.learn(600, callback=DAPDCallback())
+    model.learn(600, callback=DAPDCallback(max_warmup_fraction=None))
     device = model.device
     assert device.type == "cuda"
     assert model.pathway_discovery.n_updates >= 2
@@ -57,7 +57,7 @@ def test_training_with_dapd_keeps_everything_on_the_gpu(algo, env_id: str, kwarg
 
 def test_scores_and_bias_correction_on_the_gpu() -> None:
     model = SAC("PathwayPolicy", "Pendulum-v1", device="cuda", learning_starts=100, batch_size=64, seed=0)
-    model.learn(600, callback=DAPDCallback())
+    model.learn(600, callback=DAPDCallback(max_warmup_fraction=None))
     scores = connection_sensitivity(model, newest_transitions(model, 128))
     assert all(_on(score, model.device) for layers in scores.values() for score in layers.values())
     starts = [s[START_STEP_KEY] for opt in model.policy.optimizers() for s in opt.state.values() if START_STEP_KEY in s]

@@ -135,7 +135,7 @@ def test_moving_average_is_the_mean_of_the_last_k_normalised_scores() -> None:
 
 def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
     model = _small_sac(net_arch=[32, 32], sparsity=0.9)
-    model.learn(700, callback=DAPDCallback(update_freq=100, moving_average=3))
+    model.learn(700, callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3))
     state = model.pathway_discovery
     assert state.n_updates >= 4
     for name, network in model.policy.pathways().items():
@@ -179,13 +179,15 @@ def test_zero_kth_score_keeps_the_previous_mask() -> None:
 def test_warm_up_changes_masks_then_freeze_stops_them(case: AlgoCase, tmp_path) -> None:
     model = case.make(sparsity=0.9)
     initial = sb3_pathways.get_masks(model)
-    model.learn(500, callback=DAPDCallback(update_freq=64, max_warmup_steps=400))
+    model.learn(500, callback=DAPDCallback(max_warmup_fraction=None, update_freq=64, max_warmup_steps=400))
     state = model.pathway_discovery
     assert state.initialised and state.frozen and 400 <= state.frozen_step < 500
     assert state.n_updates >= 3
     at_freeze = sb3_pathways.get_masks(model)
     assert any(not th.equal(initial[name], at_freeze[name]) for name in initial)
-    model.learn(300, reset_num_timesteps=False, callback=DAPDCallback(update_freq=64, max_warmup_steps=400))
+    model.learn(
+        300, reset_num_timesteps=False, callback=DAPDCallback(max_warmup_fraction=None, update_freq=64, max_warmup_steps=400)
+    )
     assert model.pathway_discovery.n_updates == state.n_updates
     final = sb3_pathways.get_masks(model)
     assert all(th.equal(at_freeze[name], final[name]) for name in at_freeze)
@@ -225,20 +227,22 @@ def test_freeze_on_rollout_return_and_on_eval(tmp_path) -> None:
     model = SAC(
         "PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16])
     )
-    model.learn(500, callback=DAPDCallback(freeze_threshold=-1e9))
+    model.learn(500, callback=DAPDCallback(max_warmup_fraction=None, freeze_threshold=-1e9))
     state = model.pathway_discovery
     assert state.frozen and state.frozen_step == 200  # first episode end after the initial discovery
 
     continual = SAC(
         "PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16])
     )
-    continual.learn(500, callback=DAPDCallback(freeze_threshold=-1e9, continual=True))
+    continual.learn(500, callback=DAPDCallback(max_warmup_fraction=None, freeze_threshold=-1e9, continual=True))
     assert not continual.pathway_discovery.frozen and continual.pathway_discovery.threshold_step == 200
     assert continual.pathway_discovery.n_updates > state.n_updates
 
     evaluated = PPO("PathwayPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0, device="cpu")
     evaluation = EvalCallback(gym.make("CartPole-v1"), eval_freq=128, n_eval_episodes=2)
-    evaluated.learn(512, callback=[evaluation, DAPDCallback(freeze_threshold=0.0, freeze_metric="eval")])
+    evaluated.learn(
+        512, callback=[evaluation, DAPDCallback(max_warmup_fraction=None, freeze_threshold=0.0, freeze_metric="eval")]
+    )
     assert evaluated.pathway_discovery.frozen
     assert evaluated.pathway_discovery.frozen_step == 128  # the first evaluation, not before it
 
@@ -257,7 +261,7 @@ def test_rollout_metric_is_the_mean_of_the_last_freeze_window_episodes() -> None
 
 def test_resume_after_load_continues_discovery(tmp_path) -> None:
     model = _small_sac(net_arch=[16, 16])
-    model.learn(400, callback=DAPDCallback(update_freq=100, moving_average=3))
+    model.learn(400, callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3))
     state = model.pathway_discovery
     history = {name: [t.clone() for t in h] for name, h in state.score_history.items()}
     updates = state.n_updates
@@ -268,7 +272,9 @@ def test_resume_after_load_continues_discovery(tmp_path) -> None:
     for name, vectors in history.items():
         assert all(th.equal(a, b) for a, b in zip(vectors, restored.score_history[name]))
     loaded.learn(
-        300, reset_num_timesteps=False, callback=DAPDCallback(update_freq=100, moving_average=3, max_warmup_steps=600)
+        300,
+        reset_num_timesteps=False,
+        callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3, max_warmup_steps=600),
     )
     # updates at steps 401 and 501 (every 100 steps after 301), no new initial discovery, frozen at 600
     assert loaded.pathway_discovery.n_updates == updates + 2
@@ -276,7 +282,7 @@ def test_resume_after_load_continues_discovery(tmp_path) -> None:
     loaded.save(tmp_path / "frozen")
     frozen = SAC.load(tmp_path / "frozen", env=model.get_env(), device="cpu")
     masks = sb3_pathways.get_masks(frozen)
-    frozen.learn(300, reset_num_timesteps=False, callback=DAPDCallback(update_freq=50))
+    frozen.learn(300, reset_num_timesteps=False, callback=DAPDCallback(max_warmup_fraction=None, update_freq=50))
     assert frozen.pathway_discovery.frozen
     assert all(th.equal(masks[n], m) for n, m in sb3_pathways.get_masks(frozen).items())
 
@@ -350,3 +356,14 @@ def test_newest_transitions_across_envs_and_wrap_around() -> None:
     th.testing.assert_close(batch.rewards.flatten(), (batch.observations.flatten() // 10))
     everything = newest_replay_transitions(buffer, 100)
     assert len(everything.observations) == 10
+
+
+def test_defaults_average_five_scores_and_freeze_after_a_quarter_of_the_budget() -> None:
+    callback = DAPDCallback()
+    assert callback.moving_average == 5
+    model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=50, batch_size=32, seed=0, device="cpu")
+    model.learn(800, callback=callback)
+    assert model.pathway_discovery.frozen_step == 200  # 25% of 800 (checked at every step's rollout end)
+    assert model.pathway_discovery.n_updates >= 1
+    with pytest.raises(ValueError, match="max_warmup_fraction must be in"):
+        DAPDCallback(max_warmup_fraction=1.5)
