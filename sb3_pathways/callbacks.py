@@ -108,7 +108,7 @@ class PathwayUpdateCallback(BaseCallback):
         was reached is still recorded)
     :param max_warmup_steps: freeze once training reaches this many environment steps
     :param end_fraction: freeze once training reaches this share of the ``learn`` call's
-        total steps (the end of the rule's schedule); ``None``: no such end
+        steps after ``learning_starts`` (the end of the rule's schedule); ``None``: no such end
     :param optimizer_state: what happens to the optimizer statistics of weights that join or
         leave the pathway: ``"reset"`` (they start afresh, Adam's bias correction counted per
         weight) or ``"keep"`` (left as they are, as the DAPD reference implementation)
@@ -176,7 +176,9 @@ class PathwayUpdateCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         if self.end_fraction is not None:
-            self._end_step = int(self.end_fraction * self.model._total_timesteps)
+            # a share of the steps that train, so the warm-up never ends before it began
+            first = min(getattr(self.model, "learning_starts", 0), self.model._total_timesteps)
+            self._end_step = first + int(self.end_fraction * (self.model._total_timesteps - first))
         if self.freeze_threshold is None:
             return
         if self.freeze_metric == "rollout":
@@ -337,7 +339,7 @@ class DAPDCallback(PathwayUpdateCallback):
         which it was reached is still recorded)
     :param max_warmup_steps: freeze anyway once training reaches this many environment steps
     :param max_warmup_fraction: freeze anyway once training reaches this share of the
-        ``learn`` call's total steps (default 0.25: the pathway trains fixed for the last three
+        ``learn`` call's steps after ``learning_starts`` (default 0.25: the pathway trains fixed for the last three
         quarters of the budget; ``None``: no such limit, as the reference implementation)
     :param score_at: ``"dense"`` (every connection on at its stored value, as the reference
         implementation) or ``"masked"`` (the pathway as it runs)
