@@ -289,7 +289,7 @@ def execute(
 
 def _finished(record: dict[str, Any], path: Path, commit: bool) -> None:
     returns = record["eval_returns"]
-    label = record.get("label", record["method"])
+    label = _label(record)
     print(f"done {record['env']} {label} seed {record['seed']}: last {returns[-1]:.1f}", flush=True)
     if commit:
         _commit(path)
@@ -300,7 +300,7 @@ def summarise(records: Iterable[dict[str, Any]], last_evals: int) -> dict[str, d
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for record in records:
         env = summary.setdefault(record["env"], {})
-        entry = env.setdefault(record.get("label", record["method"]), {"seeds": [], "final": [], "auc": []})
+        entry = env.setdefault(_label(record), {"seeds": [], "final": [], "auc": []})
         entry["seeds"].append(record["seed"])
         entry["final"].append(statistics.mean(record["eval_returns"][-last_evals:]))
         entry["auc"].append(statistics.mean(record["eval_returns"]))
@@ -312,6 +312,11 @@ def summarise(records: Iterable[dict[str, Any]], last_evals: int) -> dict[str, d
             entry["auc_mean"] = statistics.mean(entry["auc"])
             entry["relative_to_dense"] = (entry["final_mean"] - dense) / abs(dense) if dense else None
     return summary
+
+
+def _label(record: dict[str, Any]) -> str:
+    """A run record's method label (records written before variants have none)."""
+    return record.get("label", record["method"])
 
 
 def _label_order(label: str) -> tuple[int, str]:
@@ -340,9 +345,9 @@ def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
     paths = []
     for env in sorted({record["env"] for record in records}):
         figure, axis = plt.subplots(figsize=(7, 4.5))
-        labels = sorted({r.get("label", r["method"]) for r in records if r["env"] == env}, key=_label_order)
+        labels = sorted({_label(r) for r in records if r["env"] == env}, key=_label_order)
         for method in labels:
-            runs = [r for r in records if r["env"] == env and r.get("label", r["method"]) == method]
+            runs = [r for r in records if r["env"] == env and _label(r) == method]
             if not runs:
                 continue
             length = min(len(r["eval_returns"]) for r in runs)

@@ -66,12 +66,17 @@ def gradient_steps_per_second(train_steps: int, repeats: int) -> dict[str, list[
     }
     models["dense"].learn(1_200)
     reset = models["pathway+reset"]
-    reset.replay_buffer = models["dense"].replay_buffer
-    reset._setup_learn(1, reset_num_timesteps=False)
+    _train_on(reset, models["dense"].replay_buffer)
     reset.train(gradient_steps=10, batch_size=reset.batch_size)  # Adam state exists
     for network in reset.policy.pathways().values():
         network.set_masks(reset.policy._random_masks(network))
     return time_train_alternating(models, models["dense"].replay_buffer, train_steps, repeats)
+
+
+def _train_on(model: Any, replay_buffer: Any) -> None:
+    """Let ``model.train`` sample ``replay_buffer`` (logger and schedules set, as learn() does)."""
+    model.replay_buffer = replay_buffer
+    model._setup_learn(1, reset_num_timesteps=False)
 
 
 def time_train_alternating(
@@ -80,8 +85,7 @@ def time_train_alternating(
     """Gradient steps per second of ``model.train(train_steps)`` for every model, all sampling
     ``replay_buffer``, the models alternating within every repeat."""
     for model in models.values():
-        model.replay_buffer = replay_buffer
-        model._setup_learn(1, reset_num_timesteps=False)  # logger and schedules, as learn() does
+        _train_on(model, replay_buffer)
     samples: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
         for name, model in models.items():

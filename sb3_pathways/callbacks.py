@@ -77,6 +77,14 @@ def _optional_positive_int(value: Any, name: str) -> int | None:
         raise ValueError(f"{name} must be a positive int or None, got {value!r}") from None
 
 
+def _optional_fraction(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1] or None, got {value!r}")
+    return float(value)
+
+
 def _walk_callbacks(callback: BaseCallback | None) -> Iterator[BaseCallback]:
     if callback is None:
         return
@@ -143,8 +151,6 @@ class PathwayUpdateCallback(BaseCallback):
             isinstance(freeze_threshold, bool) or not isinstance(freeze_threshold, (int, float))
         ):
             raise ValueError(f"freeze_threshold must be a number or None, got {freeze_threshold!r}")
-        if end_fraction is not None and not 0.0 < end_fraction <= 1.0:
-            raise ValueError(f"end_fraction must be in (0, 1] or None, got {end_fraction!r}")
         self.updater = updater
         self.update_freq = update_freq
         self.window = _optional_positive_int(window, "window")
@@ -153,7 +159,7 @@ class PathwayUpdateCallback(BaseCallback):
         self.freeze_window = _positive_int(freeze_window, "freeze_window")
         self.continual = bool(continual)
         self.max_warmup_steps = _optional_positive_int(max_warmup_steps, "max_warmup_steps")
-        self.end_fraction = end_fraction
+        self.end_fraction = _optional_fraction(end_fraction, "end_fraction")
         self.optimizer_state = validate_optimizer_state(optimizer_state)
         self._end_step: int | None = None
         self._eval_callback: EvalCallback | None = None
@@ -339,8 +345,8 @@ class DAPDCallback(PathwayUpdateCallback):
         which it was reached is still recorded)
     :param max_warmup_steps: freeze anyway once training reaches this many environment steps
     :param max_warmup_fraction: freeze anyway once training reaches this share of the
-        ``learn`` call's steps after ``learning_starts`` (default 0.25: the pathway trains fixed for the last three
-        quarters of the budget; ``None``: no such limit, as the reference implementation)
+        ``learn`` call's steps after ``learning_starts`` (default 0.25: the pathway trains
+        fixed for the last three quarters; ``None``: no such limit, as the reference)
     :param score_at: ``"dense"`` (every connection on at its stored value, as the reference
         implementation) or ``"masked"`` (the pathway as it runs)
     :param chunk_size: transitions per scoring forward pass (bounds memory)
@@ -366,12 +372,6 @@ class DAPDCallback(PathwayUpdateCallback):
         optimizer_state: str = "reset",
         verbose: int = 0,
     ) -> None:
-        if max_warmup_fraction is not None and (
-            isinstance(max_warmup_fraction, bool)
-            or not isinstance(max_warmup_fraction, (int, float))
-            or not 0.0 < max_warmup_fraction <= 1.0
-        ):
-            raise ValueError(f"max_warmup_fraction must be in (0, 1] or None, got {max_warmup_fraction!r}")
         updater = DAPDUpdater(
             moving_average=_positive_int(moving_average, "moving_average"),
             score_at=score_at,
@@ -386,7 +386,7 @@ class DAPDCallback(PathwayUpdateCallback):
             freeze_window=freeze_window,
             continual=continual,
             max_warmup_steps=max_warmup_steps,
-            end_fraction=max_warmup_fraction,
+            end_fraction=_optional_fraction(max_warmup_fraction, "max_warmup_fraction"),
             optimizer_state=optimizer_state,
             verbose=verbose,
         )

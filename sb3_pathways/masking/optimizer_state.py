@@ -66,23 +66,23 @@ def update_optimizer_state(
             if not state:
                 continue
             if optimizer_state == "reset":
-                changed = before ^ after
-                if isinstance(optimizer, UNSUPPORTED_FOR_RESET) and bool(changed.any()):
-                    raise ValueError(
-                        f"optimizer_state='reset' cannot give {type(optimizer).__name__} a per-weight bias correction; "
-                        "use Adam or AdamW, or optimizer_state='keep'"
-                    )
                 _reset_entries(optimizer, parameter, state, before, after)
             else:
+                leaving = before & ~after
                 for key in MOMENTUM_KEYS:
                     if isinstance(state.get(key), th.Tensor):
-                        state[key].masked_fill_(before & ~after, 0.0)
+                        state[key].masked_fill_(leaving, 0.0)
 
 
 def _reset_entries(
     optimizer: th.optim.Optimizer, parameter: th.Tensor, state: dict[str, Any], before: th.Tensor, after: th.Tensor
 ) -> None:
     changed = before ^ after
+    if isinstance(optimizer, UNSUPPORTED_FOR_RESET) and bool(changed.any()):
+        raise ValueError(
+            f"optimizer_state='reset' cannot give {type(optimizer).__name__} a per-weight bias correction; "
+            "use Adam or AdamW, or optimizer_state='keep'"
+        )
     for key, value in state.items():
         if key != START_STEP_KEY and isinstance(value, th.Tensor) and value.shape == parameter.shape:
             value.masked_fill_(changed, 0.0)
