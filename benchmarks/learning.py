@@ -14,7 +14,7 @@ evaluations, as the paper), return relative to dense, and the area under the lea
 (mean evaluation return over the run); plus a learning-curve plot per env.
 
     python benchmarks/learning.py --preset cpu --commit      # the 2-core preset
-    python benchmarks/learning.py --preset mujoco --commit   # Hopper and HalfCheetah, 100k steps
+    python benchmarks/learning.py --preset mujoco --commit   # Hopper, HalfCheetah 100k: results/learning/mujoco
     python benchmarks/learning.py --envs Pendulum-v1 --methods dense dapd --steps 20000 --seeds 0 1 2
     python benchmarks/learning.py --preset paper --executor submitit   # a SLURM cluster
 """
@@ -80,7 +80,8 @@ class RunSpec:
         return results / self.env / f"{self.label}_seed{self.seed}_{self.steps}.json"
 
 
-#: preset -> list of (envs, methods, steps, eval_freq); seeds and last-evals per preset
+#: preset -> list of (envs, methods, steps, eval_freq); seeds and last-evals per preset; a preset
+#: with a ``subdir`` keeps its runs, summary and plots in that folder of the default results folder
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "groups": [
@@ -94,11 +95,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "groups": [(["Hopper-v5", "HalfCheetah-v5"], ["dense", "dapd", "rigl"], 100_000, 5_000)],
         "seeds": [0, 1, 2],
         "last_evals": 5,
+        "subdir": "mujoco",
     },
     "paper": {
         "groups": [(["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"], list(METHODS), 1_000_000, 5_000)],
         "seeds": [0, 1, 2, 3, 4],
         "last_evals": 10,
+        "subdir": "paper",
     },
 }
 
@@ -365,6 +368,9 @@ def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
 
 
 def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
+    unknown = sorted(set(args.methods or ()) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; accepted: {list(METHODS)}")
     if args.preset:
         preset = PRESETS[args.preset]
         specs = [
@@ -373,11 +379,9 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
             for env in envs
             for seed in preset["seeds"]
             for method in methods
+            if args.methods is None or method in args.methods
         ]
         return specs, args.last_evals or preset["last_evals"]
-    unknown = sorted(set(args.methods) - set(METHODS))
-    if unknown:
-        raise SystemExit(f"unknown methods {unknown}; accepted: {list(METHODS)}")
     for name in ("dapd_kwargs", "sac_kwargs"):
         try:
             if not isinstance(json.loads(getattr(args, name)), dict):
@@ -391,7 +395,7 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
         RunSpec(method, env, seed, args.steps, args.eval_freq, args.eval_episodes, **variant)
         for env in args.envs
         for seed in args.seeds
-        for method in args.methods
+        for method in args.methods or METHODS
     ]
     return specs, args.last_evals or 5
 
@@ -400,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
     parser.add_argument("--envs", nargs="+", default=["Pendulum-v1"])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=None, help="default: all, or the preset's (a subset with a preset)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--eval-freq", type=int, default=1_000)
@@ -408,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--last-evals", type=int, default=None, help="evaluations averaged for the final return")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "learning")
+    parser.add_argument("--results", type=Path, default=None, help="default: benchmarks/results/learning[/PRESET]")
     parser.add_argument("--commit", action="store_true", help="git-commit each finished run's JSON")
     parser.add_argument("--device", default="cpu", help="torch device of every run (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--submitit-cluster", choices=["slurm", "local", "debug"], default=None, help="default: auto")
@@ -418,6 +422,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sac-kwargs", default="{}", help="JSON object of SAC arguments (every method)")
     args = parser.parse_args(argv)
 
+    if args.results is None:
+        args.results = ROOT / "benchmarks" / "results" / "learning" / PRESETS.get(args.preset or "", {}).get("subdir", "")
     args.results = args.results.resolve()
     specs, last_evals = specs_from_args(args)
     records = execute(specs, args.results, args.executor, args.workers, args.commit, args.submitit_cluster)
