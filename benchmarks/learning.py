@@ -17,6 +17,7 @@ evaluations, as the paper), return relative to dense, and the area under the lea
     python benchmarks/learning.py --preset mujoco --commit   # Hopper, HalfCheetah 100k: results/learning/mujoco
     python benchmarks/learning.py --envs Pendulum-v1 --methods dense dapd --steps 20000 --seeds 0 1 2
     python benchmarks/learning.py --preset paper --executor submitit   # a SLURM cluster
+    python benchmarks/learning.py --preset mujoco --summarise          # table and plots of every run so far
 """
 
 from __future__ import annotations
@@ -121,6 +122,16 @@ def sac_settings(env: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**entry, "policy_kwargs": policy_kwargs}, dapd_kwargs
 
 
+def _source_commit() -> str | None:
+    """The checkout's commit (``-dirty`` with uncommitted changes) when this module was loaded:
+    the code a run's worker process imported."""
+    described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
+    return described.stdout.strip() or None
+
+
+SOURCE_COMMIT = _source_commit()
+
+
 def package_versions(*extra: str) -> dict[str, str]:
     """Versions of the packages that decide a run's numbers (simulator included), and of ``extra``."""
     from importlib.metadata import PackageNotFoundError, version
@@ -204,6 +215,7 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         "eval_returns": [value for _, value in evaluations],
         "seconds": time.perf_counter() - start,
         "versions": package_versions(),
+        "source_commit": SOURCE_COMMIT,
     }
     if sparse:
         state = getattr(model, "pathway_discovery", None)
@@ -420,13 +432,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tag", default="", help="variant name: runs are stored as METHOD-TAG")
     parser.add_argument("--dapd-kwargs", default="{}", help="JSON object of DAPDCallback arguments")
     parser.add_argument("--sac-kwargs", default="{}", help="JSON object of SAC arguments (every method)")
+    parser.add_argument(
+        "--summarise", action="store_true", help="run nothing: summarise every record under --results with these steps"
+    )
     args = parser.parse_args(argv)
 
     if args.results is None:
         args.results = ROOT / "benchmarks" / "results" / "learning" / PRESETS.get(args.preset or "", {}).get("subdir", "")
     args.results = args.results.resolve()
     specs, last_evals = specs_from_args(args)
-    records = execute(specs, args.results, args.executor, args.workers, args.commit, args.submitit_cluster)
+    if args.summarise:
+        steps = {spec.steps for spec in specs}
+        records = [
+            record
+            for path in sorted(args.results.glob("*/*.json"))
+            if (record := json.loads(path.read_text()))["steps"] in steps
+        ]
+        if not records:
+            raise SystemExit(f"no run records of {sorted(steps)} steps under {args.results}")
+    else:
+        records = execute(specs, args.results, args.executor, args.workers, args.commit, args.submitit_cluster)
     summary = summarise(records, last_evals)
     table = markdown_table(summary)
     print(table)

@@ -6,6 +6,7 @@ each, and the environment steps per second of a timed ``learn`` call (after an u
 warm-up that fills the buffer) are compared by their medians.
 
     python benchmarks/overhead.py                 # SAC HalfCheetah-v5, PPO and DQN CartPole-v1
+    python benchmarks/overhead.py --algos dqn-atari --repeats 3  # DQN Breakout, hyperparams/dqn.yml's DAPD
     python benchmarks/overhead.py --algos sac --repeats 7 --steps 2000
     python benchmarks/overhead.py --train-steps 200 # also: gradient steps alone (SAC train()), interleaved
 
@@ -20,36 +21,99 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch as th
+import yaml
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.vec_env import VecFrameStack
 
 from sb3_pathways import DAPDCallback
 
-SETUPS: dict[str, tuple[type[BaseAlgorithm], str, dict[str, Any], int]] = {
-    # algo name: (class, env id, kwargs, warm-up steps)
-    "sac": (SAC, "HalfCheetah-v5", dict(learning_starts=1_000), 1_200),
-    "ppo": (PPO, "CartPole-v1", dict(n_steps=1024), 1_024),
-    "dqn": (DQN, "CartPole-v1", dict(learning_starts=1_000, train_freq=1), 1_200),
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setup:
+    """
+    One algorithm's timing setup.
+
+    :param algo: the algorithm class
+    :param env: environment id
+    :param kwargs: algorithm keyword arguments
+    :param warmup: untimed environment steps before the timed ``learn`` (fills the buffer;
+        the initial pathway discovery happens there)
+    :param policies: the dense and the pathway policy alias
+    :param dapd_kwargs: ``DAPDCallback`` arguments of the ``pathway+dapd`` variant
+    :param timed_steps: timed environment steps (``None``: ``--steps``); a multiple of the
+        DAPD update interval when it counts steps, so the timed window holds whole periods
+    :param atari: make the env with SB3's Atari wrappers and a 4-frame stack
+    """
+
+    algo: type[BaseAlgorithm]
+    env: str
+    kwargs: dict[str, Any]
+    warmup: int
+    policies: tuple[str, str] = ("MlpPolicy", "PathwayPolicy")
+    dapd_kwargs: dict[str, Any] = field(default_factory=dict)
+    timed_steps: int | None = None
+    atari: bool = False
+
+    def make_env(self, seed: int) -> Any:
+        if not self.atari:
+            return self.env
+        import ale_py  # the "atari" extra
+        import gymnasium as gym
+
+        gym.register_envs(ale_py)
+        return VecFrameStack(make_atari_env(self.env, n_envs=1, seed=seed), n_stack=4)
+
+
+def _atari_setup() -> Setup:
+    """DQN on Breakout with the settings of ``hyperparams/dqn.yml`` (its DAPD callback
+    included), a 10k replay buffer and 1k initial steps so the run fits a short benchmark."""
+    with open(ROOT / "hyperparams" / "dqn.yml") as file:
+        entry = yaml.safe_load(file)["BreakoutNoFrameskip-v4"]
+    kwargs = {key: entry[key] for key in ("learning_rate", "batch_size", "target_update_interval", "train_freq")}
+    dapd_kwargs = dict(entry["callback"][0]["sb3_pathways.DAPDCallback"])
+    return Setup(
+        DQN,
+        "BreakoutNoFrameskip-v4",
+        dict(kwargs, buffer_size=10_000, learning_starts=1_000, optimize_memory_usage=False),
+        1_200,
+        policies=("CnnPolicy", "PathwayCnnPolicy"),
+        dapd_kwargs=dapd_kwargs,
+        timed_steps=int(dapd_kwargs.get("update_freq", 10_000)),
+        atari=True,
+    )
+
+
+SETUPS: dict[str, Setup] = {
+    "sac": Setup(SAC, "HalfCheetah-v5", dict(learning_starts=1_000), 1_200),
+    "ppo": Setup(PPO, "CartPole-v1", dict(n_steps=1024), 1_024),
+    "dqn": Setup(DQN, "CartPole-v1", dict(learning_starts=1_000, train_freq=1), 1_200),
 }
+#: set up on demand (needs the "atari" extra): python benchmarks/overhead.py --algos dqn-atari
+OPTIONAL_SETUPS: dict[str, Any] = {"dqn-atari": _atari_setup}
 
 
-def variants() -> dict[str, tuple[str, Any]]:
+def variants(setup: Setup) -> dict[str, tuple[str, Any]]:
     """Variant name -> (policy alias, callback factory)."""
+    dense, pathway = setup.policies
     return {
-        "dense": ("MlpPolicy", lambda: None),
-        "pathway": ("PathwayPolicy", lambda: None),
-        "pathway+dapd": ("PathwayPolicy", lambda: DAPDCallback()),
+        "dense": (dense, lambda: None),
+        "pathway": (pathway, lambda: None),
+        "pathway+dapd": (pathway, lambda: DAPDCallback(**setup.dapd_kwargs)),
     }
 
 
-def steps_per_second(algo: str, policy: str, callback: Any, steps: int, seed: int) -> float:
-    algo_class, env_id, kwargs, warmup = SETUPS[algo]
-    model = algo_class(policy, env_id, seed=seed, device="cpu", **kwargs)
-    model.learn(warmup, callback=callback)
+def steps_per_second(setup: Setup, policy: str, callback: Any, steps: int, seed: int) -> float:
+    model = setup.algo(policy, setup.make_env(seed), seed=seed, device="cpu", **setup.kwargs)
+    model.learn(setup.warmup, callback=callback)
     start = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False, callback=callback)
     return steps / (time.perf_counter() - start)
@@ -97,7 +161,7 @@ def time_train_alternating(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", nargs="*", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--algos", nargs="*", default=list(SETUPS), choices=[*SETUPS, *OPTIONAL_SETUPS])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=1_500, help="timed environment steps per repeat")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core per run)")
@@ -121,19 +185,23 @@ def main(argv: list[str] | None = None) -> None:
 
     results: dict[str, dict[str, Any]] = {}
     for algo in args.algos:
-        samples: dict[str, list[float]] = {name: [] for name in variants()}
+        setup = SETUPS[algo] if algo in SETUPS else OPTIONAL_SETUPS[algo]()
+        steps = setup.timed_steps or args.steps
+        samples: dict[str, list[float]] = {name: [] for name in variants(setup)}
         for repeat in range(args.repeats):
-            for name, (policy, make_callback) in variants().items():
-                samples[name].append(steps_per_second(algo, policy, make_callback(), args.steps, seed=repeat))
+            for name, (policy, make_callback) in variants(setup).items():
+                samples[name].append(steps_per_second(setup, policy, make_callback(), steps, seed=repeat))
         medians = {name: statistics.median(values) for name, values in samples.items()}
         results[algo] = {
-            "env": SETUPS[algo][1],
+            "env": setup.env,
+            "timed_steps": steps,
+            "dapd_kwargs": setup.dapd_kwargs,
             "median_steps_per_second": medians,
             "ratio_to_dense": {name: medians[name] / medians["dense"] for name in medians},
             "samples": samples,
         }
         row = "  ".join(f"{name} {value:8.1f} ({value / medians['dense']:.3f})" for name, value in medians.items())
-        print(f"{algo:4s} {SETUPS[algo][1]:15s} steps/s: {row}", flush=True)
+        print(f"{algo:9s} {setup.env:22s} steps/s: {row}", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     record = {"repeats": args.repeats, "steps": args.steps, "results": results, "sac_train_only": train_only}
     args.output.write_text(json.dumps(record, indent=2))

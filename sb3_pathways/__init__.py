@@ -4,6 +4,8 @@ Importing the package registers the ``"PathwayPolicy"``, ``"PathwayCnnPolicy"`` 
 ``"PathwayMultiInputPolicy"`` aliases on every supported algorithm.
 """
 
+from sb3_contrib import ARS, TRPO, MaskablePPO, RecurrentPPO
+
 from sb3_pathways import a2c, crossq, ddpg, dqn, ppo, qrdqn, sac, td3, tqc
 from sb3_pathways.callbacks import (
     DAPDCallback,
@@ -16,10 +18,15 @@ from sb3_pathways.callbacks import (
 from sb3_pathways.deploy import EnergyCallback, export_onnx, export_pathway, training_flops
 from sb3_pathways.multitask import envs as _multitask_envs  # noqa: F401  (registers sb3_pathways/MT10-v0, MT50-v0)
 from sb3_pathways.policies import PathwayPolicyMixin
+from sb3_pathways.registry import refuse_pathway_aliases
 from sb3_pathways.scoring import connection_sensitivity, register_objective
 from sb3_pathways.sparsify import sparsify
 from sb3_pathways.stats import format_pathway_stats, get_masks, pathway_stats, record_pathway_stats
 from sb3_pathways.version import __version__
+
+refuse_pathway_aliases(
+    [ARS, MaskablePPO, RecurrentPPO, TRPO], ("PathwayPolicy", "PathwayCnnPolicy", "PathwayMultiInputPolicy")
+)
 
 __all__ = [
     "DAPDCallback",

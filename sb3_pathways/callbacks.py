@@ -103,8 +103,9 @@ class PathwayUpdateCallback(BaseCallback):
     masks (targets and optimizer state included), logs and keeps the run's state on the model.
 
     :param updater: the mask update rule
-    :param update_freq: ``"episode"`` (update when an episode ends) or a number of
-        environment steps between updates
+    :param update_freq: ``"episode"`` (update when an episode ends: as Monitor reports it
+        when the environment has one, so a lost life under ``AtariWrapper`` is not an end) or
+        a number of environment steps between updates
     :param window: transitions the rule sees at each update; default max(batch size, length
         of the last episode). The initial discovery sees everything collected so far.
     :param freeze_threshold: return at which the masks freeze; ``None``: no return threshold
@@ -164,6 +165,7 @@ class PathwayUpdateCallback(BaseCallback):
         self._end_step: int | None = None
         self._eval_callback: EvalCallback | None = None
         self._episode_ended = False
+        self._monitored = False
         self._episode_steps = np.zeros(1, dtype=np.int64)
         self._last_episode_length: int | None = None
 
@@ -181,6 +183,7 @@ class PathwayUpdateCallback(BaseCallback):
         self._episode_steps = np.zeros(self.model.n_envs, dtype=np.int64)
 
     def _on_training_start(self) -> None:
+        self._monitored = has_episode_statistics(self.model)
         if self.end_fraction is not None:
             # a share of the steps that train, so the warm-up never ends before it began
             first = min(getattr(self.model, "learning_starts", 0), self.model._total_timesteps)
@@ -203,6 +206,14 @@ class PathwayUpdateCallback(BaseCallback):
             self._eval_callback = evals[0]
 
     def _on_step(self) -> bool:
+        if self._monitored:
+            # Monitor's episode ends are the game's: wrappers such as AtariWrapper end an
+            # episode at every lost life, which would rescore several times per game
+            lengths = [info["episode"]["l"] for info in self.locals["infos"] if "episode" in info]
+            if lengths:
+                self._episode_ended = True
+                self._last_episode_length = int(max(lengths))
+            return True
         dones = np.asarray(self.locals["dones"], dtype=bool)
         self._episode_steps += 1
         if dones.any():
@@ -330,7 +341,8 @@ class DAPDCallback(PathwayUpdateCallback):
     default), the masks are frozen for the rest of training.
 
     :param update_freq: ``"episode"`` (rescore when an episode ends, as the reference
-        implementation) or a number of environment steps between updates
+        implementation; Monitor's episode ends when the environment has one, so a lost life
+        under ``AtariWrapper`` is not an end) or a number of environment steps between updates
     :param window: transitions scored at each update (L); default max(batch size, length of
         the last episode). The initial discovery scores everything collected so far.
     :param moving_average: K, the number of normalised score vectors averaged (the reference
@@ -353,6 +365,10 @@ class DAPDCallback(PathwayUpdateCallback):
     :param optimizer_state: ``"reset"`` (weights that join or leave start with fresh optimizer
         statistics, Adam's bias correction counted per weight) or ``"keep"`` (as the
         reference implementation)
+    :param allocation: how each network's k active weights are split among its layers:
+        ``"global"`` (one top-k across the layers, as the reference: the scores decide) or
+        fixed layer shares with the top-k within each layer, ``"erk"`` (Erdős-Rényi-kernel:
+        small layers keep more) or ``"random"`` (the same share of every layer)
     :param verbose: 1 prints mask updates and the freeze
     """
 
@@ -370,12 +386,14 @@ class DAPDCallback(PathwayUpdateCallback):
         score_at: str = "dense",
         chunk_size: int = 2048,
         optimizer_state: str = "reset",
+        allocation: str = "global",
         verbose: int = 0,
     ) -> None:
         updater = DAPDUpdater(
             moving_average=_positive_int(moving_average, "moving_average"),
             score_at=score_at,
             chunk_size=_positive_int(chunk_size, "chunk_size"),
+            allocation=allocation,
         )
         super().__init__(
             updater,

@@ -6,8 +6,9 @@
     sb3-pathways report RUN_OR_MODEL [RUN_OR_MODEL ...] [--algo ALGO]
 
 ``train`` is rl-zoo3's training with this package imported and its ``hyperparams/`` as the
-default configuration; with no arguments it runs the built-in default (SAC + DAPD on
-Pendulum-v1, 10,000 steps) and reports on the run at the end.
+default configuration, on one torch thread unless ``--num-threads N`` says otherwise; with no
+arguments it runs the built-in default (SAC + DAPD on Pendulum-v1, 10,000 steps) and reports
+on the run at the end.
 """
 
 from __future__ import annotations
@@ -25,17 +26,28 @@ from typing import Any
 
 import yaml
 
-HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
+#: the hyperparameter files, shipped inside the package (the checkout's top-level
+#: ``hyperparams/`` is a link to this folder)
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 DEFAULT_TRAIN_ARGS = [
     *("--algo", "sac", "--env", "Pendulum-v1", "-n", "10000", "--seed", "0"),
     *("--eval-freq", "2000", "--eval-episodes", "10"),
 ]
+#: torch threads of a training run unless ``--num-threads`` is given: SB3's small networks
+#: train fastest on one thread, and torch's default (one per core) made a 1,000-step SAC run
+#: several times slower on a busy 2-core machine
+DEFAULT_TORCH_THREADS = 1
 DENSE_POLICIES = {
     "PathwayPolicy": "MlpPolicy",
     "PathwayCnnPolicy": "CnnPolicy",
     "PathwayMultiInputPolicy": "MultiInputPolicy",
 }
 SUBCOMMANDS = ("train", "enjoy", "record-video", "report")
+
+
+def usage() -> str:
+    """The command's help: this module's docstring without its reStructuredText markup."""
+    return (__doc__ or "").replace("``", "").strip() + "\n"
 
 
 class UsageError(Exception):
@@ -45,8 +57,8 @@ class UsageError(Exception):
 def hyperparams_dir() -> Path:
     if not HYPERPARAMS_DIR.is_dir():
         raise UsageError(
-            f"the pathway hyperparameters are not at {HYPERPARAMS_DIR}; install sb3-pathways from its source "
-            "checkout (pip install -e .) or pass -conf FILE"
+            f"the pathway hyperparameters are not at {HYPERPARAMS_DIR}: this install of sb3-pathways is "
+            "incomplete (reinstall it), or pass -conf FILE"
         )
     return HYPERPARAMS_DIR
 
@@ -198,14 +210,18 @@ def train(argv: Sequence[str]) -> int:
     args = list(argv) if argv else list(DEFAULT_TRAIN_ARGS)
     options, zoo_args = _train_options(args)
     if options.help:
-        print(__doc__)
-        print("sb3-pathways train options: --sparsity S (override the policy's sparsity), --dense (the stock policy)\n")
+        print(usage())
+        shipped = ", ".join(sorted(path.stem for path in hyperparams_dir().glob("*.yml")))
+        print("sb3-pathways train options: --sparsity S (override the policy's sparsity), --dense (the stock policy)")
+        print(f"pathway hyperparameters ship for --algo {shipped}; rl-zoo3's other algorithms need -conf FILE\n")
         _run_in_process(rl_zoo3.train.train, "sb3-pathways train", ["--help"])
         return 0
     if "--algo" not in zoo_args:
         zoo_args = ["--algo", options.algo, *zoo_args]
     if "--env" not in zoo_args:
         zoo_args = ["--env", options.env, *zoo_args]
+    if "--num-threads" not in zoo_args:
+        zoo_args = [*zoo_args, "--num-threads", str(DEFAULT_TORCH_THREADS)]
     _check_env(options.env, options.gym_packages)
     zoo_args = _replace_conf(zoo_args, _prepare_conf(options))
     if sys.stdout.isatty() and "--progress" not in zoo_args:
@@ -282,8 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if args else 2
+        print(usage())
+        return 0
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
         close = difflib.get_close_matches(command, SUBCOMMANDS, n=1)

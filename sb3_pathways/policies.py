@@ -15,6 +15,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from sb3_pathways.masking.layers import (
+    MASKED_LAYER_TYPES,
     MaskedWeightMixin,
     MultiTaskMaskedLinear,
     TaskIdFunction,
@@ -22,7 +23,13 @@ from sb3_pathways.masking.layers import (
     convert_to_masked,
 )
 from sb3_pathways.masking.pathway import NetworkPathway
-from sb3_pathways.masking.selection import MASK_INITS, random_masks
+from sb3_pathways.masking.selection import (
+    MASK_INITS,
+    check_covers_outputs,
+    keep_count,
+    proportional_budgets,
+    random_masks,
+)
 
 SparsitySpec = Union[float, Mapping[str, float]]
 MaskChooser = Callable[[NetworkPathway], Mapping[str, th.Tensor]]
@@ -187,7 +194,7 @@ class PathwayPolicyMixin(BasePolicy):
         :param choose_masks: network pathway (all masks full) -> its masks; by default a
             random mask with the ``mask_init`` layer shares
         """
-        self.keep_ratios()  # check the sparsity names before touching the networks
+        self._check_covers_outputs()  # check the sparsity before touching the networks
         for path in [*self._online_paths(), *self.pathway_targets]:
             convert_to_masked(self.get_submodule(path), self.n_pathways)
         if self.n_pathways > 1:
@@ -253,28 +260,58 @@ class PathwayPolicyMixin(BasePolicy):
                 found.append(optimizer)
         return found
 
-    def pathways(self) -> dict[str, NetworkPathway]:
-        """The pathway of every network, keyed by network name."""
-        keep_ratios = self.keep_ratios()
-        optimizers = self.optimizers()
+    def _network_layers(self) -> dict[str, tuple[dict[str, th.nn.Module], list[list[str]]]]:
+        """Network name -> (its prunable layers keyed by weight name, masked or still stock;
+        its selection groups: one per ensemble member, then the rest; none for one group)."""
         claimed: set[int] = set()
-        by_layer: dict[int, tuple[NetworkPathway, str]] = {}
-        result: dict[str, NetworkPathway] = {}
+        result: dict[str, tuple[dict[str, th.nn.Module], list[list[str]]]] = {}
         for name, paths in self.pathway_network_paths().items():
-            layers: dict[str, MaskedWeightMixin] = {}
+            layers: dict[str, th.nn.Module] = {}
             for path in paths:
                 for sub_name, module in self.get_submodule(path).named_modules(prefix=path):
-                    if isinstance(module, MaskedWeightMixin) and id(module) not in claimed:
+                    prunable = isinstance(module, MaskedWeightMixin) or type(module) in MASKED_LAYER_TYPES
+                    if prunable and id(module) not in claimed:
                         claimed.add(id(module))
                         layers[f"{sub_name}.weight"] = module
             if not layers:
                 continue
-            pathway = NetworkPathway(name, keep_ratios[name], layers, optimizers=optimizers)
             members = [f"{path}." for path in self.pathway_ensembles().get(name, [])]
+            groups: list[list[str]] = []
             if members:
-                pathway.groups = [[layer for layer in layers if layer.startswith(member)] for member in members]
+                groups = [[layer for layer in layers if layer.startswith(member)] for member in members]
                 rest = [layer for layer in layers if not layer.startswith(tuple(members))]
-                pathway.groups = [group for group in [*pathway.groups, rest] if group]
+                groups = [group for group in [*groups, rest] if group]
+            result[name] = (layers, groups)
+        return result
+
+    def _check_covers_outputs(self) -> None:
+        """Refuse, before any layer is touched, a sparsity that leaves an output unit of some
+        layer without an input (see :func:`~sb3_pathways.masking.selection.check_covers_outputs`)."""
+        keep_ratios = self.keep_ratios()
+        for name, (layers, groups) in self._network_layers().items():
+            shapes: dict[str, th.Size] = {
+                layer_name: layer.get_parameter("weight").shape for layer_name, layer in layers.items()
+            }
+            sizes = {layer_name: shape.numel() for layer_name, shape in shapes.items()}
+            keep = keep_count(sum(sizes.values()), keep_ratios[name])
+            groups = groups or [list(layers)]
+            group_sizes = [sum(sizes[layer_name] for layer_name in group) for group in groups]
+            budgets = proportional_budgets(group_sizes, keep)
+            for group, budget in zip(groups, budgets):
+                where = f"network {name!r}" + (f" (its part {group[0]}, ...)" if len(groups) > 1 else "")
+                check_covers_outputs([shapes[layer_name] for layer_name in group], budget, where)
+
+    def pathways(self) -> dict[str, NetworkPathway]:
+        """The pathway of every network, keyed by network name."""
+        keep_ratios = self.keep_ratios()
+        optimizers = self.optimizers()
+        by_layer: dict[int, tuple[NetworkPathway, str]] = {}
+        result: dict[str, NetworkPathway] = {}
+        for name, (modules, groups) in self._network_layers().items():
+            layers = {layer_name: module for layer_name, module in modules.items() if isinstance(module, MaskedWeightMixin)}
+            if not layers:
+                continue
+            pathway = NetworkPathway(name, keep_ratios[name], layers, optimizers=optimizers, groups=groups)
             result[name] = pathway
             for layer_name, layer in layers.items():
                 by_layer[id(layer)] = (pathway, layer_name)

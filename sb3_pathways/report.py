@@ -96,8 +96,16 @@ def load_run(run_or_model: str | Path, algo: str | None = None) -> LoadedRun:
     model_path = find_model(run_or_model)
     if algo is not None and algo not in ALGOS:
         raise ReportError(f"unknown --algo {algo!r}; choose one of {sorted(ALGOS)}")
-    algorithm = ALGOS[algo] if algo else algorithm_for(model_path)
-    model = algorithm.load(model_path, device="cpu")
+    try:
+        algorithm = ALGOS[algo] if algo else algorithm_for(model_path)
+        model = algorithm.load(model_path, device="cpu")
+    except ReportError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, RuntimeError, EOFError, OSError) as error:
+        raise ReportError(
+            f"{model_path} cannot be read as an SB3 model ({type(error).__name__}: {error}); "
+            "expected a .zip written by model.save"
+        ) from error
     return LoadedRun(model, model_path, model_path.parent)
 
 

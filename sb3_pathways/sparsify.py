@@ -15,7 +15,8 @@ SPARSIFY_METHODS = ("magnitude", "random")
 def sparsify(model: BaseAlgorithm, sparsity: SparsitySpec = 0.95, method: str = "magnitude") -> BaseAlgorithm:
     """
     Turn ``model``'s stock policy into its pathway equivalent, in place: the same weights,
-    masked by magnitude (global top-k of ``abs(θ)`` per network) or at random (the same share of every
+    masked by magnitude (global top-k of ``abs(θ)`` per network, every output unit keeping its
+    strongest input) or at random (the same share of every
     layer). The policy object, its optimizers and every alias the algorithm holds stay valid;
     the optimizer state of the pruned weights is reset. ``model.save`` then stores a pathway
     policy and ``Algo.load`` gives it back.
@@ -42,7 +43,7 @@ def sparsify(model: BaseAlgorithm, sparsity: SparsitySpec = 0.95, method: str = 
     policy.sparsity = sparsity
     policy.mask_init = "random"
     try:
-        policy.keep_ratios()
+        policy._check_covers_outputs()
     except ValueError:
         policy.__class__ = stock_class  # type: ignore[assignment]
         raise

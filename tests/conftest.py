@@ -18,7 +18,7 @@ from sb3_contrib import QRDQN, TQC, CrossQ
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-import sb3_pathways  # noqa: F401  (registers the aliases)
+import sb3_pathways  # registers the aliases
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
@@ -56,7 +56,7 @@ class AlgoCase:
 
     def make(self, policy: Any = "PathwayPolicy", seed: int = 0, **policy_kwargs: Any) -> BaseAlgorithm:
         kwargs = dict(self.kwargs)
-        policy_kwargs = {"net_arch": [32, 32], **policy_kwargs}
+        policy_kwargs = {"net_arch": [64, 64], **policy_kwargs}
         return self.algo(policy, self.env_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
 
 
@@ -112,6 +112,15 @@ def network_outputs(policy: th.nn.Module, obs: np.ndarray) -> list[th.Tensor]:
         if hasattr(policy, "predict_values"):
             outputs.append(policy.predict_values(obs_tensor))
     return outputs
+
+
+def assert_every_output_unit_has_an_input(model: BaseAlgorithm) -> None:
+    """Every output unit (row, output channel) of every masked layer keeps an active input,
+    in every pathway."""
+    for name, mask in sb3_pathways.get_masks(model).items():
+        rows = mask.reshape(mask.shape[0], mask.shape[1], -1) if mask.dim() > 2 else mask.unsqueeze(0)
+        dead = int((~rows.any(dim=-1)).sum())
+        assert dead == 0, f"{name}: {dead} output units without an input"
 
 
 def _as_tuple(value: Any) -> tuple[th.Tensor, ...]:

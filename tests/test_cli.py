@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -80,14 +81,46 @@ def test_dense_flag_trains_the_stock_policy(tmp_path: Path) -> None:
         (["train", "--algo", "sac", "--env", "CartPole-v1"], "has no entry for --env 'CartPole-v1'"),
         (["train", "--sparsity", "1.5"], "--sparsity must be in [0, 1), got 1.5"),
         (["report", "."], "no model in ."),
+        (["report", "not_a_zip.zip"], "not_a_zip.zip cannot be read as an SB3 model (BadZipFile"),
+        (["report", "no_data.zip"], "no_data.zip cannot be read as an SB3 model (KeyError"),
         (["trian"], "unknown command 'trian' (did you mean train?)"),
     ],
 )
 def test_errors_say_what_was_expected(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "not_a_zip.zip").write_text("not a zip")
+    with zipfile.ZipFile(tmp_path / "no_data.zip", "w") as archive:
+        archive.writestr("policy.pth", b"")
     result = sb3_pathways(*args, cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_wheel_ships_every_hyperparameter_file(tmp_path: Path) -> None:
+    root = Path(__file__).parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = tmp_path.glob("sb3_pathways-*.whl")
+    shipped = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if "/hyperparams/" in name}
+    assert shipped == {path.name for path in (root / "hyperparams").glob("*.yml")}
+    assert (root / "hyperparams").resolve() == (root / "sb3_pathways" / "hyperparams").resolve()  # one copy
+
+
+def test_bare_command_prints_plain_help(tmp_path: Path) -> None:
+    result = sb3_pathways(cwd=tmp_path)
+    assert "sb3-pathways train [rl-zoo3 train flags]" in result.stdout
+    assert "``" not in result.stdout
+
+
+@pytest.mark.parametrize("algo", ["ddpg", "crossq"])
+def test_every_algorithm_of_the_readme_trains_from_the_shipped_hyperparameters(tmp_path: Path, algo: str) -> None:
+    result = sb3_pathways("train", "--algo", algo, "--env", "Pendulum-v1", "-n", "300", "-f", "logs", cwd=tmp_path)
+    assert (tmp_path / "logs" / algo / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
+    assert "sparsity" in result.stdout
 
 
 def test_record_video_writes_an_mp4(trained_runs: tuple[Path, str]) -> None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 import torch.nn.functional as F
-from conftest import AlgoCase
+from conftest import AlgoCase, assert_every_output_unit_has_an_input
 from sb3_contrib import TRPO
-from stable_baselines3 import PPO, SAC
+from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -148,7 +150,7 @@ def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
 
 
 def test_each_q_network_of_a_critic_ensemble_keeps_its_share(case: AlgoCase) -> None:
-    model = case.make(sparsity=0.95)
+    model = case.make(sparsity=0.95, net_arch=[64, 64])
     if not hasattr(model.policy, "critic"):
         pytest.skip("no critic ensemble")
     critic = model.policy.pathways()["critic"]
@@ -189,6 +191,7 @@ def test_warm_up_changes_masks_then_freeze_stops_them(case: AlgoCase, tmp_path) 
         300, reset_num_timesteps=False, callback=DAPDCallback(max_warmup_fraction=None, update_freq=64, max_warmup_steps=400)
     )
     assert model.pathway_discovery.n_updates == state.n_updates
+    assert_every_output_unit_has_an_input(model)
     final = sb3_pathways.get_masks(model)
     assert all(th.equal(at_freeze[name], final[name]) for name in at_freeze)
     for name, network in model.policy.pathways().items():
@@ -210,7 +213,12 @@ def test_initial_discovery_happens_before_the_first_gradient_step() -> None:
             super()._update(window, initial)
 
     model = SAC(
-        "PathwayPolicy", "Pendulum-v1", learning_starts=150, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16])
+        "PathwayPolicy",
+        "Pendulum-v1",
+        learning_starts=150,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[16, 16], sparsity=0.8),
     )
     initial = sb3_pathways.get_masks(model)
     model.learn(160, callback=Spy())
@@ -225,14 +233,24 @@ def test_initial_discovery_happens_before_the_first_gradient_step() -> None:
 
 def test_freeze_on_rollout_return_and_on_eval(tmp_path) -> None:
     model = SAC(
-        "PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16])
+        "PathwayPolicy",
+        "Pendulum-v1",
+        learning_starts=100,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[16, 16], sparsity=0.8),
     )
     model.learn(500, callback=DAPDCallback(max_warmup_fraction=None, freeze_threshold=-1e9))
     state = model.pathway_discovery
     assert state.frozen and state.frozen_step == 200  # first episode end after the initial discovery
 
     continual = SAC(
-        "PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16])
+        "PathwayPolicy",
+        "Pendulum-v1",
+        learning_starts=100,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[16, 16], sparsity=0.8),
     )
     continual.learn(500, callback=DAPDCallback(max_warmup_fraction=None, freeze_threshold=-1e9, continual=True))
     assert not continual.pathway_discovery.frozen and continual.pathway_discovery.threshold_step == 200
@@ -248,7 +266,7 @@ def test_freeze_on_rollout_return_and_on_eval(tmp_path) -> None:
 
 
 def test_rollout_metric_is_the_mean_of_the_last_freeze_window_episodes() -> None:
-    model = SAC("PathwayPolicy", "Pendulum-v1", device="cpu", policy_kwargs=dict(net_arch=[8]))
+    model = SAC("PathwayPolicy", "Pendulum-v1", device="cpu", policy_kwargs=dict(net_arch=[8], sparsity=0.5))
     callback = DAPDCallback(freeze_threshold=-200, freeze_window=10)
     callback.init_callback(model)
     assert callback.freeze_metric_value() is None  # no episode yet
@@ -260,7 +278,7 @@ def test_rollout_metric_is_the_mean_of_the_last_freeze_window_episodes() -> None
 
 
 def test_resume_after_load_continues_discovery(tmp_path) -> None:
-    model = _small_sac(net_arch=[16, 16])
+    model = _small_sac(net_arch=[16, 16], sparsity=0.8)
     model.learn(400, callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3))
     state = model.pathway_discovery
     history = {name: [t.clone() for t in h] for name, h in state.score_history.items()}
@@ -367,3 +385,69 @@ def test_defaults_average_five_scores_and_freeze_after_a_quarter_of_the_budget()
     assert model.pathway_discovery.n_updates >= 1
     with pytest.raises(ValueError, match="max_warmup_fraction must be in"):
         DAPDCallback(max_warmup_fraction=1.5)
+
+
+class _ThreeLivesGame(gym.Env):
+    """A game of 3 lives of 20 steps each; ``info["lives"]`` as the ALE reports it."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._steps = 0
+        return self.observation_space.sample(), {"lives": 3}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._steps += 1
+        return self.observation_space.sample(), 1.0, self._steps >= 60, False, {"lives": 3 - self._steps // 20}
+
+
+class _EndOfLifeIsEndOfEpisode(gym.Wrapper):
+    """What ``AtariWrapper``'s ``EpisodicLifeEnv`` does: a lost life ends the agent's episode,
+    the game goes on."""
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
+        if getattr(self, "_game_over", True):
+            observation, info = self.env.reset(**kwargs)
+        else:
+            observation, _, _, _, info = self.env.step(0)
+        self._lives = info["lives"]
+        return observation, info
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._game_over = terminated or truncated
+        life_lost = info["lives"] < self._lives
+        self._lives = info["lives"]
+        return observation, reward, terminated or life_lost, truncated, info
+
+
+def test_rescoring_follows_the_games_end_not_each_lost_life() -> None:
+    env = DummyVecEnv([lambda: _EndOfLifeIsEndOfEpisode(Monitor(_ThreeLivesGame()))])
+    model = DQN(
+        "PathwayPolicy",
+        env,
+        learning_starts=100,
+        train_freq=4,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[16], sparsity=0.5),
+    )
+    model.learn(700, callback=DAPDCallback(max_warmup_fraction=None))
+    # a game is 58 agent steps (the wrapper spends a no-op step after each lost life): games
+    # end at steps 58, 116, ..., 696; the initial discovery at step 104, then one update for
+    # each of the 11 games that end after it
+    assert model.pathway_discovery.n_updates == 1 + 11
+    bare = DQN(
+        "PathwayPolicy",
+        DummyVecEnv([lambda: _EndOfLifeIsEndOfEpisode(_ThreeLivesGame())]),
+        learning_starts=100,
+        train_freq=4,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[16], sparsity=0.5),
+    )
+    bare.learn(700, callback=DAPDCallback(max_warmup_fraction=None))
+    # no Monitor: every lost life (game offsets 20, 39, 58) rescores, 31 of them after step 104
+    assert bare.pathway_discovery.n_updates == 1 + 31

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from sb3_contrib import ARS, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.logger import configure
 
@@ -57,3 +58,9 @@ def test_sparsity_is_logged(tmp_path) -> None:
     assert float(rows[-1]["pathways/actor/sparsity"]) == pytest.approx(0.9, abs=2e-3)
     assert float(rows[-1]["pathways/critic/sparsity"]) == pytest.approx(0.8, abs=2e-3)
     assert int(rows[-1]["pathways/actor/active"]) == sb3_pathways.pathway_stats(model)["actor"].active
+
+
+@pytest.mark.parametrize("algorithm", [ARS, MaskablePPO, RecurrentPPO, TRPO], ids=lambda a: a.__name__)
+def test_algorithms_without_pathway_policies_say_which_have_them(algorithm) -> None:
+    with pytest.raises(ValueError, match=rf"{algorithm.__name__} has no pathway policy in sb3_pathways yet; .*SAC, TQC"):
+        algorithm("PathwayPolicy", "CartPole-v1", device="cpu")

@@ -58,7 +58,7 @@ def test_sac_cnn_separate_and_shared_extractors() -> None:
 
 
 def test_biases_and_normalisation_layers_are_not_masked() -> None:
-    model = CrossQ("PathwayPolicy", "Pendulum-v1", device="cpu", policy_kwargs=dict(net_arch=[16, 16]))
+    model = CrossQ("PathwayPolicy", "Pendulum-v1", device="cpu", policy_kwargs=dict(net_arch=[16, 16], sparsity=0.8))
     masked_weights = set(_layer_names(model))
     linear_weights = {
         f"{name}.weight" for name, module in model.policy.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))

@@ -63,7 +63,7 @@ def test_training_flops_by_hand() -> None:
     stats = sb3_pathways.pathway_stats(sac)
     assert flops.pathway == 32 * (4 * stats["actor"].flops_pathway + 7 * stats["critic"].flops_pathway)
 
-    dqn = DQN("PathwayPolicy", "CartPole-v1", batch_size=32, device="cpu", policy_kwargs=dict(net_arch=[4]))
+    dqn = DQN("PathwayPolicy", "CartPole-v1", batch_size=32, device="cpu", policy_kwargs=dict(net_arch=[4], sparsity=0.5))
     q_net = (2 * 4 * 4 + 4) + (2 * 4 * 2 + 2)
     assert training_flops(dqn).dense == 32 * (2 + 2 * 1) * q_net  # target and online forward, online backward
 
@@ -75,7 +75,7 @@ def test_energy_callback_accounts_every_gradient_step() -> None:
     from sb3_pathways.deploy import JOULES_PER_FLOP
 
     model = SAC(
-        "PathwayPolicy", "Pendulum-v1", learning_starts=50, batch_size=32, device="cpu", policy_kwargs=dict(net_arch=[16])
+        "PathwayPolicy", "Pendulum-v1", learning_starts=50, batch_size=32, device="cpu", policy_kwargs=dict(net_arch=[64, 64])
     )
     logger = Logger(folder=None, output_formats=[])
     model.set_logger(logger)
@@ -105,7 +105,9 @@ def test_energy_callback_measures_with_codecarbon() -> None:
     pytest.importorskip("codecarbon")
     from sb3_pathways import EnergyCallback
 
-    model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=20, device="cpu", policy_kwargs=dict(net_arch=[16]))
+    model = SAC(
+        "PathwayPolicy", "Pendulum-v1", learning_starts=20, device="cpu", policy_kwargs=dict(net_arch=[16], sparsity=0.5)
+    )
     callback = EnergyCallback(measure=True)
     model.learn(60, callback=callback)
     assert callback.cost.energy_measured_j is not None and callback.cost.energy_measured_j > 0

@@ -36,6 +36,16 @@ def test_tiny_run_writes_runs_summary_and_plot(learning, tmp_path: Path) -> None
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "Pendulum-v1").glob("*.json")}
     learning.main(args)
     assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "Pendulum-v1").glob("*.json")}
+    assert json.loads((tmp_path / "Pendulum-v1" / "dense_seed0_300.json").read_text())["source_commit"]
+
+    # --summarise runs nothing and tables every record of those steps, whatever call made it
+    (tmp_path / "summary.md").unlink()
+    learning.main(["--envs", "Pendulum-v1", "--methods", "dense", "--steps", "300", "--results", str(tmp_path), "--summarise"])
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "Pendulum-v1").glob("*.json")}
+    table = (tmp_path / "summary.md").read_text()
+    assert all(f"| Pendulum-v1 | {method} |" in table for method in ("dense", "dapd", "rigl"))
+    with pytest.raises(SystemExit, match="no run records of \\[999\\] steps"):
+        learning.main(["--steps", "999", "--results", str(tmp_path), "--summarise"])
 
 
 def test_summary_arithmetic(learning) -> None:

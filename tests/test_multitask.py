@@ -170,8 +170,10 @@ def test_merge_averages_copies_and_gradients_over_the_tasks_using_a_weight(
 
 
 def test_single_task_is_exactly_the_single_task_policy() -> None:
-    default = SAC("PathwayPolicy", "Pendulum-v1", seed=3, device="cpu", policy_kwargs=dict(net_arch=[16]))
-    one_task = SAC("PathwayPolicy", "Pendulum-v1", seed=3, device="cpu", policy_kwargs=dict(net_arch=[16], n_tasks=1))
+    default = SAC("PathwayPolicy", "Pendulum-v1", seed=3, device="cpu", policy_kwargs=dict(net_arch=[16], sparsity=0.5))
+    one_task = SAC(
+        "PathwayPolicy", "Pendulum-v1", seed=3, device="cpu", policy_kwargs=dict(net_arch=[16], sparsity=0.5, n_tasks=1)
+    )
     first, second = default.policy.state_dict(), one_task.policy.state_dict()
     assert first.keys() == second.keys()
     assert all(th.equal(first[key], second[key]) for key in first)

@@ -28,7 +28,7 @@ def test_string_alias_and_class_give_the_same_policy(case: AlgoCase) -> None:
 
 
 def test_exactly_k_active_weights_per_network(case: AlgoCase) -> None:
-    model = case.make(sparsity=0.95)
+    model = case.make(sparsity=0.95, net_arch=[64, 64])
     pathways = model.policy.pathways()
     assert tuple(pathways) == case.networks
     for network in pathways.values():

@@ -13,7 +13,7 @@ SHAPES = [th.Size((64, 3)), th.Size((64, 64)), th.Size((1, 64))]
 
 
 @pytest.mark.parametrize("distribution", ["random", "erk"])
-@pytest.mark.parametrize("keep_ratio", [0.01, 0.05, 0.3, 0.9])
+@pytest.mark.parametrize("keep_ratio", [0.03, 0.05, 0.3, 0.9])
 def test_budgets_sum_exactly_to_k(distribution: str, keep_ratio: float) -> None:
     total = sum(math.prod(shape) for shape in SHAPES)
     keep = keep_count(total, keep_ratio)
@@ -24,9 +24,39 @@ def test_budgets_sum_exactly_to_k(distribution: str, keep_ratio: float) -> None:
     assert [int(mask.sum()) for mask in masks] == budgets
 
 
-def test_uniform_budgets_give_every_layer_the_same_share() -> None:
-    budgets = layer_budgets(SHAPES, 217, "random")  # 5% of 4352
-    assert budgets == [10, 204, 3]  # 9.57, 204.24, 3.19: largest remainder
+def test_uniform_budgets_give_every_layer_the_same_share_at_least_one_per_output_unit() -> None:
+    budgets = layer_budgets(SHAPES, 435, "random")  # 10% of 4352: 19.1 < 64 output units, raised to 64
+    assert budgets[0] == 64
+    assert budgets == [64, 365, 6]  # the other 371 split 4096:64 by largest remainder (365.3, 5.7)
+    assert layer_budgets([th.Size((64, 64)), th.Size((2, 64))], 410, "random") == [398, 12]  # 397.6, 12.4: no floor binds
+
+
+@pytest.mark.parametrize("distribution", ["random", "erk"])
+def test_random_masks_give_every_output_unit_an_input(distribution: str) -> None:
+    shapes = [th.Size((256, 3)), th.Size((256, 256)), th.Size((1, 256)), th.Size((32, 4, 8, 8))]
+    keep = keep_count(sum(math.prod(shape) for shape in shapes), 0.05)
+    for seed in range(5):
+        masks = random_masks(shapes, keep, distribution, generator=th.Generator().manual_seed(seed))
+        assert sum(int(mask.sum()) for mask in masks) == keep
+        for mask in masks:
+            assert bool(mask.reshape(mask.shape[0], -1).any(dim=1).all())
+
+
+def test_top_k_keeps_the_best_input_of_every_output_unit() -> None:
+    # the output layer's scores are all below the hidden layer's (a small-gain output layer)
+    hidden, output = th.rand(64, 8) + 1.0, th.rand(2, 64) * 1e-3
+    masks = top_k_masks([hidden, output], 70)
+    assert sum(int(mask.sum()) for mask in masks) == 70
+    assert masks[1].sum(dim=1).tolist() == [1, 1]
+    assert masks[1][0, int(output[0].argmax())] and masks[1][1, int(output[1].argmax())]
+    assert bool(masks[0].any(dim=1).all())
+
+
+def test_too_few_weights_for_the_output_units_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"keeps 100 of 4352 weights, fewer than its 129 output units.*at most 0\.9704"):
+        layer_budgets(SHAPES, 100, "random")
+    with pytest.raises(ValueError, match="fewer than its 129 output units"):
+        top_k_masks([th.rand(shape) for shape in SHAPES], 100)
 
 
 def test_erk_favours_small_layers_and_caps_at_dense() -> None:
@@ -39,13 +69,14 @@ def test_erk_favours_small_layers_and_caps_at_dense() -> None:
 
 
 def test_top_k_is_global_and_exact_with_ties() -> None:
-    scores = [th.tensor([[0.1, 0.9], [0.5, 0.5]]), th.tensor([0.5, 0.0, 0.8])]
-    masks = top_k_masks(scores, 3)
-    assert sum(int(m.sum()) for m in masks) == 3
-    assert masks[0][0, 1] and masks[1][2]  # 0.9 and 0.8, across layers
-    assert int(masks[0][1].sum()) + int(masks[1][0]) == 1  # one of the three tied 0.5 scores
-    assert not masks[0][0, 0] and not masks[1][1]
-    flat = th.zeros(10)
+    # each output unit's best input first (0.9, 0.5 or 0.5, 0.8), then the best of the rest
+    scores = [th.tensor([[0.1, 0.9], [0.5, 0.5]]), th.tensor([[0.5, 0.0, 0.8]])]
+    masks = top_k_masks(scores, 4)
+    assert sum(int(m.sum()) for m in masks) == 4
+    assert masks[0][0, 1] and masks[1][0, 2]  # 0.9 and 0.8, across layers
+    assert int(masks[0][1].sum()) + int(masks[1][0, 0]) == 2  # two of the three tied 0.5 scores
+    assert not masks[0][0, 0] and not masks[1][0, 1]
+    flat = th.zeros(2, 5)
     assert int(top_k_masks([flat], 4)[0].sum()) == 4
 
 

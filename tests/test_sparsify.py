@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch as th
-from conftest import AlgoCase, observations
+from conftest import AlgoCase, assert_every_output_unit_has_an_input, observations
 from stable_baselines3 import SAC
 from stable_baselines3.sac.policies import SACPolicy
 
@@ -25,10 +25,13 @@ def test_sparsify_trained_stock_model_by_magnitude(case: AlgoCase, tmp_path) -> 
         assert sum(int(masks[n].sum()) for n in names) == keep_count(network.n_prunable, 0.1)
         # the kept weights are the largest in magnitude across the layers of each selection
         # group (the whole network, or each Q-network of a critic ensemble)
+        # (after the strongest input of every output unit, kept whatever its magnitude)
         for group, budget in zip(network.selection_groups(), network.group_budgets()):
-            kept = th.cat([dense[n][masks[n]].abs() for n in group])
+            strongest = {n: _strongest_inputs(dense[n]) for n in group}
+            kept = th.cat([dense[n][masks[n] & ~strongest[n]].abs() for n in group])
             pruned = th.cat([dense[n][~masks[n]].abs() for n in group])
-            assert len(kept) == budget
+            assert all(bool(masks[n][strongest[n]].all()) for n in group)
+            assert sum(int(masks[n].sum()) for n in group) == budget
             assert kept.min() >= pruned.max()
         for n in names:
             weight = model.policy.get_parameter(n)
@@ -45,6 +48,34 @@ def test_sparsify_trained_stock_model_by_magnitude(case: AlgoCase, tmp_path) -> 
     assert all(th.equal(sb3_pathways.get_masks(loaded)[n], m) for n, m in sb3_pathways.get_masks(model).items())
     obs = observations(model)
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def _strongest_inputs(weight: th.Tensor) -> th.Tensor:
+    rows = weight.abs().reshape(weight.shape[0], -1)
+    return th.zeros_like(rows, dtype=th.bool).scatter_(1, rows.argmax(1, keepdim=True), True).view(weight.shape)
+
+
+@pytest.mark.parametrize("method", ["magnitude", "random"])
+def test_sparsify_fresh_model_keeps_every_output_unit_connected(case: AlgoCase, method: str) -> None:
+    # SB3 initialises output layers with a small gain: a plain global top-k of magnitudes
+    # emptied PPO's action_net (0 of 128 active at 90%)
+    model = case.make("MlpPolicy", net_arch=[64, 64])
+    sb3_pathways.sparsify(model, sparsity=0.95, method=method)
+    assert_every_output_unit_has_an_input(model)
+
+
+@pytest.mark.parametrize("mask_init", ["random", "erk"])
+def test_initial_masks_keep_every_output_unit_connected(case: AlgoCase, mask_init: str) -> None:
+    model = case.make(sparsity=0.95, mask_init=mask_init, net_arch=[64, 64])
+    assert_every_output_unit_has_an_input(model)
+
+
+def test_sparsity_too_high_for_the_output_units_is_refused_before_any_change() -> None:
+    model = SAC("MlpPolicy", "Pendulum-v1", device="cpu", seed=0, policy_kwargs=dict(net_arch=[16, 16]))
+    with pytest.raises(ValueError, match=r"network 'actor' keeps 17 of 336 weights, fewer than its 34 output units"):
+        sb3_pathways.sparsify(model, sparsity=0.95)
+    assert type(model.policy) is SACPolicy
+    assert not any(isinstance(m, sb3_pathways.masking.layers.MaskedWeightMixin) for m in model.policy.modules())
 
 
 def test_sparsify_random_and_per_network() -> None:

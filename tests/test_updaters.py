@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch as th
-from conftest import ALGO_CASES, AlgoCase
+from conftest import ALGO_CASES, AlgoCase, assert_every_output_unit_has_an_input
 from stable_baselines3 import SAC
 
 import sb3_pathways
@@ -51,6 +51,7 @@ def test_snip_scores_once_then_freezes(case: AlgoCase) -> None:
     assert model.pathway_discovery.n_updates == 1
     assert all(th.equal(after_snip[n], m) for n, m in sb3_pathways.get_masks(model).items())
     _assert_exact_k(model, 0.9)
+    assert_every_output_unit_has_an_input(model)
 
 
 @pytest.mark.parametrize("callback_class", [SETCallback, RigLCallback])
@@ -71,6 +72,7 @@ def test_set_and_rigl_evolve_per_layer_until_the_end_step(case: AlgoCase, callba
     assert 2 <= state.n_updates <= 4
     assert _layer_counts(model) == counts  # layer sparsity never changes
     _assert_exact_k(model, 0.9)
+    assert_every_output_unit_has_an_input(model)
     changes = 0
     for (updates_before, before), (updates_after, after) in itertools.pairwise(snapshots):
         changed = any(not th.equal(before[n], after[n]) for n in counts)
@@ -83,18 +85,30 @@ def test_set_and_rigl_evolve_per_layer_until_the_end_step(case: AlgoCase, callba
 def test_grown_connections_start_at_zero_and_dropped_are_smallest() -> None:
     model = SAC("PathwayPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16], sparsity=0.5))
     network = model.policy.pathways()["actor"]
-    name, layer = next(iter(network.layers.items()))
+    name, layer = list(network.layers.items())[1]  # the hidden 16x16 layer
     before = layer.weight_mask[0].clone()
     weights = layer.weight.detach().clone()
     masks = drop_and_grow(network, 0.5, grow_scores=None)
     n_swap = round(0.5 * int(before.sum()))
     dropped = before & ~masks[name]
     assert int(dropped.sum()) == n_swap and int((masks[name] & ~before).sum()) == n_swap
-    assert weights[dropped].abs().max() <= weights[before & masks[name]].abs().min()
+    strongest = th.zeros_like(before).scatter_(1, th.where(before, weights.abs(), -1.0).argmax(1, keepdim=True), True)
+    assert not (dropped & strongest).any()  # every output unit keeps its strongest input
+    assert weights[dropped].abs().max() <= weights[before & masks[name] & ~strongest].abs().min()
     network.set_masks(masks, grown_value=0.0)
     grown = masks[name] & ~before
     assert th.count_nonzero(layer.weight[grown]) == 0
     assert th.count_nonzero(layer.weight[masks[name] & before]) == int((masks[name] & before).sum())
+
+
+def test_drop_and_grow_never_leaves_an_output_unit_without_an_input() -> None:
+    model = SAC("PathwayPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16], sparsity=0.8))
+    network = model.policy.pathways()["actor"]
+    everywhere = {name: th.ones_like(layer.weight) for name, layer in network.layers.items()}
+    masks = drop_and_grow(network, 1.0, grow_scores=everywhere)
+    for name, mask in masks.items():
+        assert int(mask.sum()) == int(network.layers[name].weight_mask.sum())
+        assert bool(mask.any(dim=1).all()), name
 
 
 def test_rigl_grows_where_the_gradient_is_largest() -> None:

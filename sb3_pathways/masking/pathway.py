@@ -10,7 +10,7 @@ import torch as th
 
 from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.masking.optimizer_state import update_optimizer_state
-from sb3_pathways.masking.selection import keep_count, largest_remainder, top_k_masks
+from sb3_pathways.masking.selection import ALLOCATIONS, keep_count, layer_budgets, proportional_budgets, top_k_masks
 
 
 @dataclass
@@ -57,29 +57,38 @@ class NetworkPathway:
     def group_budgets(self) -> list[int]:
         """Active weights per selection group, proportional to size, summing exactly to k."""
         sizes = [sum(self.layers[name].weight.numel() for name in group) for group in self.selection_groups()]
-        return largest_remainder([self.n_keep * size / sum(sizes) for size in sizes], self.n_keep, sizes)
+        return proportional_budgets(sizes, self.n_keep)
 
-    def top_k(self, scores: Mapping[str, th.Tensor], require_positive: bool = False) -> dict[str, th.Tensor] | None:
+    def top_k(
+        self, scores: Mapping[str, th.Tensor], require_positive: bool = False, allocation: str = "global"
+    ) -> dict[str, th.Tensor] | None:
         """
-        Masks of the highest scores: global top-k across the layers of each selection group,
+        Masks of the highest scores, every output unit keeping its highest-scoring input,
         exactly k active in all.
 
         :param scores: layer name -> score tensor shaped like the weight
         :param require_positive: return ``None`` if a group's k-th highest score is not
             positive (too few weights carry signal to choose from)
+        :param allocation: ``"global"`` (one top-k across the layers of each selection group:
+            the scores decide each layer's share) or a layer distribution of
+            :func:`~sb3_pathways.masking.selection.layer_budgets` (``"random"``: the same share
+            of every layer, ``"erk"``), the top-k then taken within each layer
         :return: layer name -> bool mask
         """
+        if allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
         masks: dict[str, th.Tensor] = {}
         for group, budget in zip(self.selection_groups(), self.group_budgets()):
             group_scores = [scores[name] for name in group]
-            if budget == 0:
-                masks.update({name: th.zeros_like(score, dtype=th.bool) for name, score in zip(group, group_scores)})
-                continue
             if require_positive:
                 flat = th.cat([score.reshape(-1) for score in group_scores])
                 if th.topk(flat, budget, sorted=False).values.min() <= 0:
                     return None
-            masks.update(zip(group, top_k_masks(group_scores, budget)))
+            if allocation == "global":
+                masks.update(zip(group, top_k_masks(group_scores, budget)))
+                continue
+            counts = layer_budgets([score.shape for score in group_scores], budget, allocation)
+            masks.update((name, top_k_masks([score], count)[0]) for name, score, count in zip(group, group_scores, counts))
         return masks
 
     def masks(self) -> dict[str, th.Tensor]:

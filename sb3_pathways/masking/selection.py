@@ -1,5 +1,10 @@
 """How many weights each layer keeps, and which ones: layer budgets (uniform, ERK), random
-masks and the global top-k selection used by every score-based update rule."""
+masks and the global top-k selection used by every score-based update rule.
+
+Every selection keeps at least one input for each output unit of each layer (each row of a
+linear weight, each output channel of a convolution): a global top-k of magnitudes would
+otherwise empty the output layers SB3 initialises with a small gain, and a uniform share
+would leave most units of a narrow first layer without an input."""
 
 from __future__ import annotations
 
@@ -9,11 +14,31 @@ from collections.abc import Sequence
 import torch as th
 
 MASK_INITS = ("random", "erk")
+#: how a score-based selection splits k among layers: one global top-k, or fixed layer shares
+ALLOCATIONS = ("global", *MASK_INITS)
 
 
 def keep_count(n_weights: int, keep_ratio: float) -> int:
     """k = round(keep_ratio × n_weights), the number of active weights of a network."""
     return round(keep_ratio * n_weights)
+
+
+def output_units(shape: Sequence[int]) -> int:
+    """Output units of a layer of weight shape ``shape`` (rows of a linear weight, output
+    channels of a convolution): the fewest active weights that give each one an input."""
+    return int(shape[0])
+
+
+def check_covers_outputs(shapes: Sequence[Sequence[int]], keep: int, where: str = "the network") -> None:
+    """Raise a clear ``ValueError`` when ``keep`` active weights cannot give every output unit
+    of every layer an input."""
+    needed = sum(output_units(shape) for shape in shapes)
+    if keep < needed:
+        total = sum(math.prod(shape) for shape in shapes)
+        raise ValueError(
+            f"{where} keeps {keep} of {total} weights, fewer than its {needed} output units (each keeps one "
+            f"input): lower the sparsity to at most {1 - needed / total:.4f}"
+        )
 
 
 def largest_remainder(shares: Sequence[float], total: int, caps: Sequence[int]) -> list[int]:
@@ -51,9 +76,30 @@ def _erk_densities(shapes: Sequence[th.Size], keep: int) -> list[float]:
         dense |= over
 
 
+def proportional_budgets(sizes: Sequence[int], keep: int) -> list[int]:
+    """``keep`` split in proportion to ``sizes``, summing exactly to ``keep``."""
+    return largest_remainder([keep * size / sum(sizes) for size in sizes], keep, sizes)
+
+
+def _raise_to_floors(shares: Sequence[float], floors: Sequence[int], total: int) -> list[float]:
+    """``shares`` (summing to ``total``) with every share below its floor raised to it and the
+    others scaled down to keep the sum."""
+    fixed: set[int] = set()
+    while True:
+        free = [i for i in range(len(shares)) if i not in fixed]
+        budget = total - sum(floors[i] for i in fixed)
+        weight = sum(shares[i] for i in free)
+        scale = budget / weight if weight > 0 else 0.0
+        below = {i for i in free if shares[i] * scale < floors[i]}
+        if not below:
+            return [float(floors[i]) if i in fixed else shares[i] * scale for i in range(len(shares))]
+        fixed |= below
+
+
 def layer_budgets(shapes: Sequence[th.Size], keep: int, distribution: str = "random") -> list[int]:
     """
-    Split ``keep`` active weights among layers.
+    Split ``keep`` active weights among layers, each layer keeping at least one weight per
+    output unit.
 
     :param shapes: weight shape of every layer of one network
     :param keep: active weights of the whole network
@@ -70,7 +116,9 @@ def layer_budgets(shapes: Sequence[th.Size], keep: int, distribution: str = "ran
         shares = [density * size for density, size in zip(_erk_densities(shapes, keep), sizes)]
     else:
         raise ValueError(f"mask_init must be one of {MASK_INITS}, got {distribution!r}")
-    return largest_remainder(shares, keep, sizes)
+    check_covers_outputs(shapes, keep)
+    floors = [output_units(shape) for shape in shapes]
+    return largest_remainder(_raise_to_floors(shares, floors, keep), keep, sizes)
 
 
 def random_masks(
@@ -81,26 +129,36 @@ def random_masks(
     generator: th.Generator | None = None,
 ) -> list[th.Tensor]:
     """Random bool masks with the per-layer budgets of ``distribution`` and exactly ``keep``
-    active weights in all."""
+    active weights in all: one random input for every output unit, the rest at random."""
     masks = []
     for shape, count in zip(shapes, layer_budgets(shapes, keep, distribution)):
-        n_weights = math.prod(shape)
-        flat = th.zeros(n_weights, dtype=th.bool, device=device)
-        flat[th.randperm(n_weights, generator=generator, device="cpu")[:count].to(device)] = True
-        masks.append(flat.view(shape))
+        units = output_units(shape)
+        fan_in = math.prod(shape) // units
+        rows = th.zeros((units, fan_in), dtype=th.bool)
+        rows[th.arange(units), th.randint(fan_in, (units,), generator=generator)] = True
+        rest = (~rows).flatten().nonzero().squeeze(1)
+        rows.view(-1)[rest[th.randperm(rest.numel(), generator=generator)[: count - units]]] = True
+        masks.append(rows.view(shape).to(device))
     return masks
 
 
 def top_k_masks(scores: Sequence[th.Tensor], keep: int) -> list[th.Tensor]:
     """
-    Global top-k across layers: the ``keep`` highest scores of all layers together are active.
-    Exactly ``keep`` entries are selected (ties broken by ``torch.topk``).
+    Global top-k across layers: the highest-scoring input of every output unit, then the
+    highest of the remaining scores of all layers together, ``keep`` active in all (ties broken
+    by ``torch.topk``).
 
-    :param scores: one score tensor per layer
+    :param scores: one score tensor per layer, shaped like its weight
     :param keep: number of active weights
     :return: bool masks shaped like the scores
     """
-    flat = th.cat([score.reshape(-1) for score in scores])
+    check_covers_outputs([score.shape for score in scores], keep)
+    parts = []
+    for score in scores:
+        rows = score.detach().reshape(output_units(score.shape), -1).float()
+        best_input = th.zeros_like(rows, dtype=th.bool).scatter_(1, rows.argmax(dim=1, keepdim=True), True)
+        parts.append(th.where(best_input, math.inf, rows).reshape(-1))
+    flat = th.cat(parts)
     selected = th.zeros_like(flat, dtype=th.bool)
     selected[th.topk(flat, keep, sorted=False).indices] = True
     return [part.view(score.shape) for part, score in zip(selected.split([s.numel() for s in scores]), scores)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
+from sb3_pathways.masking.selection import ALLOCATIONS
 from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
 from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
 
@@ -17,18 +18,19 @@ def normalise(scores: dict[str, th.Tensor]) -> th.Tensor:
     return flat / total if total > 0 else flat
 
 
-def dapd_masks(network: NetworkPathway, averaged: th.Tensor) -> dict[str, th.Tensor] | None:
+def dapd_masks(network: NetworkPathway, averaged: th.Tensor, allocation: str = "global") -> dict[str, th.Tensor] | None:
     """
     The top-k of ``averaged`` over the network's layers (per selection group), or ``None``
     when a k-th score is zero (too few weights carry signal: the previous mask stays).
 
     :param network: the network's pathway (gives k, the layer shapes and groups)
     :param averaged: flat averaged score vector, layers in ``network.layers`` order
+    :param allocation: how k is split among layers (see :meth:`NetworkPathway.top_k`)
     """
     shapes = [layer.weight.shape for layer in network.layers.values()]
     parts = averaged.to(next(iter(network.layers.values())).weight.device).split([s.numel() for s in shapes])
     scores = {name: part.view(shape) for name, part, shape in zip(network.layers, parts, shapes)}
-    return network.top_k(scores, require_positive=True)
+    return network.top_k(scores, require_positive=True, allocation=allocation)
 
 
 class DAPDUpdater(MaskUpdater):
@@ -39,14 +41,22 @@ class DAPDUpdater(MaskUpdater):
     :param moving_average: K, the number of normalised score vectors averaged
     :param score_at: ``"dense"`` or ``"masked"`` (see :func:`connection_sensitivity`)
     :param chunk_size: transitions per scoring forward pass
+    :param allocation: ``"global"`` (one top-k per network: the scores decide the layer
+        shares) or fixed layer shares, ``"random"`` (uniform) or ``"erk"``, with the top-k
+        taken within each layer
     """
 
-    def __init__(self, moving_average: int = 1, score_at: str = "dense", chunk_size: int = 2048) -> None:
+    def __init__(
+        self, moving_average: int = 1, score_at: str = "dense", chunk_size: int = 2048, allocation: str = "global"
+    ) -> None:
         if score_at not in SCORE_AT:
             raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
+        if allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
         self.moving_average = moving_average
         self.score_at = score_at
         self.chunk_size = chunk_size
+        self.allocation = allocation
 
     def update_masks(self, context: UpdateContext) -> Masks:
         scores = connection_sensitivity(context.model, context.batch, self.score_at, self.chunk_size)
@@ -65,7 +75,7 @@ class DAPDUpdater(MaskUpdater):
         ``moving_average`` score vectors kept under ``history``, top-k (``None``: keep the mask).
         """
         averaged = context.state.push_scores(history, normalise(scores), self.moving_average)
-        return dapd_masks(network, averaged)
+        return dapd_masks(network, averaged, self.allocation)
 
 
 class SNIPUpdater(DAPDUpdater):

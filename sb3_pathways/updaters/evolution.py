@@ -16,6 +16,7 @@ import math
 import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
+from sb3_pathways.masking.selection import output_units
 from sb3_pathways.scoring.sensitivity import loss_gradients
 from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
 
@@ -34,17 +35,23 @@ def drop_and_grow(
 ) -> dict[str, th.Tensor]:
     """
     Per layer: drop the ``drop_fraction`` share of active weights with the smallest
-    magnitude, grow as many previously dormant connections with the highest ``grow_scores``
-    (random when ``None``).
+    magnitude (never the strongest input of an output unit), grow as many previously dormant
+    connections with the highest ``grow_scores`` (random when ``None``).
     """
     masks = {}
     for name, layer in network.layers.items():
         mask = layer.weight_mask[0]
         n_active = int(mask.sum())
-        n_swap = min(round(drop_fraction * n_active), int((~mask).sum()))
-        if n_swap == 0:
+        magnitude = th.where(mask, layer.weight.detach().abs(), th.full_like(layer.weight, -1.0))
+        rows = magnitude.view(output_units(mask.shape), -1)
+        strongest_input = rows.argmax(dim=1, keepdim=True)
+        protected = int(mask.view_as(rows).gather(1, strongest_input).sum())
+        n_swap = min(round(drop_fraction * n_active), n_active - protected, int((~mask).sum()))
+        if n_swap <= 0:
             continue
-        magnitude = th.where(mask, layer.weight.detach().abs(), th.full_like(layer.weight, math.inf)).flatten()
+        magnitude = th.where(mask, magnitude, math.inf)
+        magnitude.view_as(rows).scatter_(1, strongest_input, math.inf)  # every unit keeps its strongest input
+        magnitude = magnitude.flatten()
         new_mask = mask.clone().flatten()
         new_mask[th.topk(magnitude, n_swap, largest=False).indices] = False
         score = th.rand(mask.shape, device=mask.device) if grow_scores is None else grow_scores[name].abs()
