@@ -312,6 +312,8 @@ class PathwayUpdateCallback(BaseCallback):
     def _freeze(self, reason: str) -> None:
         self.state.frozen = True
         self.state.frozen_step = self.num_timesteps
+        if not self.continual:
+            self.state.score_history.clear()  # a saved model stays small
         if self.verbose >= 1:
             print(f"{type(self).__name__}: masks frozen at step {self.num_timesteps} ({reason})")
 

@@ -9,6 +9,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch as th
 from matplotlib.figure import Figure
@@ -23,6 +24,8 @@ CURVE_SIZE = (8.0, 4.5)
 OVERLAP_SIZE = (6.0, 5.0)
 MASK_PANEL_SIZE = (4.0, 3.5)
 MASK_COLUMNS = 3
+#: height:width of a mask panel follows its layer's, clipped to these limits
+MASK_ASPECT_LIMITS = (0.2, 3.0)
 MODEL_NAMES = ("best_model.zip",)
 
 
@@ -246,7 +249,7 @@ def plot_learning_curve(run: LoadedRun, path: Path) -> Path | None:
         axes.axvline(state.frozen_step, color="k", linestyle="--", label=f"mask frozen (step {state.frozen_step})")
     axes.set_xlabel("environment steps")
     axes.set_ylabel("return")
-    axes.set_title(f"{type(run.model).__name__} learning curve")
+    axes.set_title(f"{type(run.model).__name__} learning curve ({run.run_dir.name}/{run.model_path.name})")
     axes.legend(loc="best")
     figure.tight_layout()
     return _save(figure, path)
@@ -258,31 +261,66 @@ def mask_figure_size(n_layers: int) -> tuple[float, float]:
     return MASK_PANEL_SIZE[0] * columns, MASK_PANEL_SIZE[1] * rows
 
 
-def plot_masks(model: BaseAlgorithm, path: Path, pathway: int | None = None) -> Path:
-    """A heat map of every masked layer's mask (output units down, inputs across); for a
-    multi-task policy with ``pathway=None``, how many tasks use each weight."""
+def plot_masks(model: BaseAlgorithm, path: Path, pathway: int | None = None, run_name: str = "") -> Path:
+    """
+    Write :func:`mask_figure` to ``path``.
+
+    :param model: a model with a pathway policy
+    :param path: the PNG to write
+    :param pathway: which task's pathway of a multi-task policy (``None``: all of them)
+    :param run_name: named in the title
+    """
+    return _save(mask_figure(model, pathway, run_name), path)
+
+
+def mask_figure(model: BaseAlgorithm, pathway: int | None = None, run_name: str = "") -> Figure:
+    """
+    A heat map of every masked layer's mask, its panel shaped like the layer (output units
+    down, inputs across: a 256x3 layer is a tall strip, a 1x256 one a thin row); for a
+    multi-task policy with ``pathway=None``, how many tasks use each weight.
+
+    :param model: a model with a pathway policy
+    :param pathway: which task's pathway of a multi-task policy (``None``: all of them)
+    :param run_name: named in the title
+    """
     policy = pathway_policy(model, "plot_masks")
     masks = get_masks(model, pathway)
     several = pathway is None and policy.n_tasks > 1
     figure = Figure(figsize=mask_figure_size(len(masks)))
     columns = min(MASK_COLUMNS, len(masks))
     rows = math.ceil(len(masks) / columns)
+    top = policy.n_tasks if several else 1
+    colours = matplotlib.colors.ListedColormap(matplotlib.colormaps["Greys"](np.linspace(0.0, 1.0, top + 1)))
+    image = None
     for index, (name, mask) in enumerate(masks.items()):
         axes = figure.add_subplot(rows, columns, index + 1)
         users = mask.float().sum(dim=0) if several else mask.float()
-        image = users.reshape(users.shape[0], -1)
-        axes.imshow(image.numpy(), aspect="auto", cmap="Greys", interpolation="nearest")
+        grid = users.reshape(users.shape[0], -1)
+        image = axes.imshow(grid.numpy(), aspect="auto", cmap=colours, vmin=-0.5, vmax=top + 0.5, interpolation="nearest")
+        # the panel's height:width follows the layer's, within limits that keep it readable
+        axes.set_box_aspect(min(max(grid.shape[0] / grid.shape[1], MASK_ASPECT_LIMITS[0]), MASK_ASPECT_LIMITS[1]))
         active = (users > 0).float().mean().item()
         label = "used by a task" if several else "active"
-        axes.set_title(f"{name}\n{active:.1%} {label}", fontsize=8)
-        axes.set_xticks([])
-        axes.set_yticks([])
-    figure.tight_layout()
-    return _save(figure, path)
+        axes.set_title(f"{name} ({grid.shape[0]}x{grid.shape[1]})\n{active:.1%} {label}", fontsize=8)
+        axes.set_xlabel("inputs", fontsize=7)
+        axes.set_ylabel("output units", fontsize=7)
+        axes.set_xticks([0, grid.shape[1] - 1])
+        axes.set_yticks([0, grid.shape[0] - 1])
+        axes.tick_params(labelsize=6)
+    assert image is not None
+    figure.tight_layout(rect=(0.0, 0.0, 0.9, 0.95))
+    colour_bar = figure.colorbar(image, cax=figure.add_axes((0.92, 0.3, 0.02, 0.4)), ticks=range(top + 1))
+    if several:
+        colour_bar.set_label("tasks using the weight")
+    else:
+        colour_bar.ax.set_yticklabels(["dormant", "active"])
+    which = "every task's pathway" if several else ("pathway" if pathway is None else f"task {pathway} pathway")
+    figure.suptitle(f"{type(model).__name__} {which} masks{f' ({run_name})' if run_name else ''}", fontsize=10)
+    return figure
 
 
-def plot_mask_changes(model: BaseAlgorithm, path: Path) -> Path | None:
-    """Share of each network's active weights replaced at every mask update."""
+def plot_mask_changes(model: BaseAlgorithm, path: Path, run_name: str = "") -> Path | None:
+    """Share of each network's active weights replaced at every mask update, and the freeze."""
     state = getattr(model, "pathway_discovery", None)
     changes = getattr(state, "mask_changes", None)
     if not changes:
@@ -293,10 +331,10 @@ def plot_mask_changes(model: BaseAlgorithm, path: Path) -> Path | None:
     for network in changes[0][1]:
         axes.plot(steps, [100 * change.get(network, 0.0) for _, change in changes], marker=".", label=network)
     if state is not None and state.frozen_step is not None:
-        axes.axvline(state.frozen_step, color="k", linestyle="--", label="mask frozen")
+        axes.axvline(state.frozen_step, color="k", linestyle="--", label=f"mask frozen (step {state.frozen_step})")
     axes.set_xlabel("environment steps")
     axes.set_ylabel("active weights replaced (%)")
-    axes.set_title("mask change per update")
+    axes.set_title(f"{type(model).__name__} mask change per update{f' ({run_name})' if run_name else ''}")
     axes.legend()
     figure.tight_layout()
     return _save(figure, path)
@@ -345,8 +383,9 @@ def write_plots(run: LoadedRun) -> list[Path]:
     stem = run.model_path.stem
     written = [plot_learning_curve(run, run.run_dir / f"{stem}_learning_curve.png")]
     if is_pathway_model(run.model):
-        written.append(plot_masks(run.model, run.run_dir / f"{stem}_masks.png"))
-        written.append(plot_mask_changes(run.model, run.run_dir / f"{stem}_mask_changes.png"))
+        name = f"{run.run_dir.name}/{run.model_path.name}"
+        written.append(plot_masks(run.model, run.run_dir / f"{stem}_masks.png", run_name=name))
+        written.append(plot_mask_changes(run.model, run.run_dir / f"{stem}_mask_changes.png", run_name=name))
         if pathway_policy(run.model, "write_plots").n_tasks > 1:
             from sb3_pathways.multitask.analysis import task_overlap
 

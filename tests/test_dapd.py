@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from collections import deque
 from typing import Any
 
@@ -451,3 +452,19 @@ def test_rescoring_follows_the_games_end_not_each_lost_life() -> None:
     bare.learn(700, callback=DAPDCallback(max_warmup_fraction=None))
     # no Monitor: every lost life (game offsets 20, 39, 58) rescores, 31 of them after step 104
     assert bare.pathway_discovery.n_updates == 1 + 31
+
+
+def test_a_frozen_run_saves_no_score_history_and_prints_briefly(tmp_path) -> None:
+    model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu")
+    model.learn(700, callback=DAPDCallback(update_freq=100, max_warmup_steps=400))
+    state = model.pathway_discovery
+    assert state.frozen and state.score_history == {}
+    assert len(repr(state)) < 300 and "tensor" not in repr(state)
+    model.save(tmp_path / "frozen")
+    warming = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu")
+    warming.learn(300, callback=DAPDCallback(update_freq=100, max_warmup_fraction=None))
+    assert len(warming.pathway_discovery.score_history["critic"]) == 2  # kept to resume the moving average
+    warming.save(tmp_path / "warming")
+    with zipfile.ZipFile(tmp_path / "frozen.zip") as frozen, zipfile.ZipFile(tmp_path / "warming.zip") as warm:
+        # a 2x256 SAC's history is 67k actor + 133k critic scores per update: the frozen zip is free of it
+        assert frozen.getinfo("data").file_size < 200_000 < warm.getinfo("data").file_size

@@ -10,7 +10,8 @@ from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.logger import configure
 
 import sb3_pathways
-from sb3_pathways import PathwayLoggerCallback
+from sb3_pathways import PathwayLoggerCallback, get_masks
+from sb3_pathways.report import mask_figure
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, "0.9", None, True])
@@ -64,3 +65,19 @@ def test_sparsity_is_logged(tmp_path) -> None:
 def test_algorithms_without_pathway_policies_say_which_have_them(algorithm) -> None:
     with pytest.raises(ValueError, match=rf"{algorithm.__name__} has no pathway policy in sb3_pathways yet; .*SAC, TQC"):
         algorithm("PathwayPolicy", "CartPole-v1", device="cpu")
+
+
+def test_mask_heat_map_names_its_axes_colours_shapes_and_run() -> None:
+    model = SAC("PathwayPolicy", "Pendulum-v1", device="cpu", seed=0)
+    figure = mask_figure(model, run_name="logs/sac/Pendulum-v1_1/Pendulum-v1.zip")
+    panels = {axes.get_title().split("\n")[0]: axes for axes in figure.axes if axes.get_title()}
+    assert set(panels) == {f"{name} ({'x'.join(map(str, mask.shape))})" for name, mask in get_masks(model).items()}
+    for axes in panels.values():
+        assert axes.get_xlabel() == "inputs" and axes.get_ylabel() == "output units"
+    tall = panels["actor.latent_pi.0.weight (256x3)"].get_box_aspect()
+    wide = panels["actor.mu.weight (1x256)"].get_box_aspect()
+    square = panels["actor.latent_pi.2.weight (256x256)"].get_box_aspect()
+    assert tall > square == 1.0 > wide
+    (colour_bar,) = [axes for axes in figure.axes if not axes.get_title()]
+    assert [label.get_text() for label in colour_bar.get_yticklabels()] == ["dormant", "active"]
+    assert figure.get_suptitle() == "SAC pathway masks (logs/sac/Pendulum-v1_1/Pendulum-v1.zip)"

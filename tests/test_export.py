@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -55,6 +57,14 @@ def test_dead_neuron_removal_on_a_hand_made_mask() -> None:
     assert pruned.dead_end_weights == 2 + 1 + 1  # neuron 3's inputs, neuron 2's input, the constant's output weight
     assert sum(int(stage.mask.sum()) for stage in original) - pruned.dead_end_weights == 8
     assert th.allclose(_run(pruned.stages, inputs[:, pruned.input_index]), expected, atol=1e-6)
+
+
+def test_csr_layer_keeps_torchs_beta_notice_from_users() -> None:
+    # torch warns once per process: a fresh one, where the CSR layer is the first sparse tensor
+    code = "import torch; from sb3_pathways.deploy import CSRLinear; CSRLinear(torch.eye(4), torch.zeros(4))"
+    result = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Sparse CSR tensor support is in beta" not in result.stderr
 
 
 def test_csr_layer_computes_the_dense_product() -> None:

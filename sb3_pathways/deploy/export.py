@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, pairwise
@@ -225,7 +226,9 @@ class CSRLinear(nn.Module):
     def __init__(self, weight: th.Tensor, bias: th.Tensor) -> None:
         super().__init__()
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
-        self.register_buffer("weight", weight.to_sparse_csr())
+        with warnings.catch_warnings():  # torch's "support is in beta" notice is ours to carry
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            self.register_buffer("weight", weight.to_sparse_csr())
         self.register_buffer("bias", bias.clone())
 
     def forward(self, columns: th.Tensor) -> th.Tensor:

@@ -27,7 +27,8 @@ class DiscoveryState:
     :param frozen_step: environment step at which they froze
     :param threshold_step: step at which the freeze threshold was first reached
     :param last_update_step: environment step of the last update
-    :param score_history: network name -> the last normalised score vectors (CPU), oldest first
+    :param score_history: network name -> the last normalised score vectors (CPU), oldest first;
+        emptied when the masks freeze for good (it is only needed to resume a warm-up)
     :param mask_changes: one ``(step, {network name: share of active weights replaced})`` per
         mask update, for plots
     :param task_frozen_steps: multi-task: task -> environment step at which its mask froze
@@ -40,8 +41,8 @@ class DiscoveryState:
     frozen_step: int | None = None
     threshold_step: int | None = None
     last_update_step: int = 0
-    score_history: dict[str, list[th.Tensor]] = field(default_factory=dict)
-    mask_changes: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    score_history: dict[str, list[th.Tensor]] = field(default_factory=dict, repr=False)
+    mask_changes: list[tuple[int, dict[str, float]]] = field(default_factory=list, repr=False)
     task_frozen_steps: dict[int, int] = field(default_factory=dict)
     task_names: list[str] = field(default_factory=list)
 
