@@ -339,7 +339,7 @@ class DAPDCallback(PathwayUpdateCallback):
     transitions with the algorithm's own loss (``abs(θ · ∂L/∂θ)``), each network's scores are
     normalised to sum 1, averaged over the last ``moving_average`` updates, and the top-k of
     every network becomes its mask. Once the return reaches ``freeze_threshold``, or after
-    ``max_warmup_steps`` or a ``max_warmup_fraction`` of the ``learn`` budget (a quarter by
+    ``max_warmup_steps`` or a ``max_warmup_fraction`` of the ``learn`` budget (a tenth by
     default), the masks are frozen for the rest of training.
 
     :param update_freq: ``"episode"`` (rescore when an episode ends, as the reference
@@ -359,8 +359,8 @@ class DAPDCallback(PathwayUpdateCallback):
         which it was reached is still recorded)
     :param max_warmup_steps: freeze anyway once training reaches this many environment steps
     :param max_warmup_fraction: freeze anyway once training reaches this share of the
-        ``learn`` call's steps after ``learning_starts`` (default 0.25: the pathway trains
-        fixed for the last three quarters; ``None``: no such limit, as the reference)
+        ``learn`` call's steps after ``learning_starts`` (default 0.1: the pathway trains
+        fixed for the last nine tenths; ``None``: no such limit, as the reference)
     :param score_at: ``"dense"`` (every connection on at its stored value, as the reference
         implementation) or ``"masked"`` (the pathway as it runs)
     :param chunk_size: transitions per scoring forward pass (bounds memory)
@@ -384,7 +384,7 @@ class DAPDCallback(PathwayUpdateCallback):
         freeze_window: int = 10,
         continual: bool = False,
         max_warmup_steps: int | None = None,
-        max_warmup_fraction: float | None = 0.25,
+        max_warmup_fraction: float | None = 0.1,
         score_at: str = "dense",
         chunk_size: int = 2048,
         optimizer_state: str = "reset",

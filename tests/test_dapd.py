@@ -377,12 +377,12 @@ def test_newest_transitions_across_envs_and_wrap_around() -> None:
     assert len(everything.observations) == 10
 
 
-def test_defaults_average_five_scores_and_freeze_after_a_quarter_of_the_budget() -> None:
+def test_defaults_average_five_scores_and_freeze_after_a_tenth_of_the_budget() -> None:
     callback = DAPDCallback()
     assert callback.moving_average == 5
     model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=50, batch_size=32, seed=0, device="cpu")
     model.learn(800, callback=callback)
-    assert model.pathway_discovery.frozen_step == 50 + 750 // 4  # a quarter of the steps after learning_starts
+    assert model.pathway_discovery.frozen_step == 50 + 75  # a tenth of the steps after learning_starts
     assert model.pathway_discovery.n_updates >= 1
     with pytest.raises(ValueError, match="max_warmup_fraction must be in"):
         DAPDCallback(max_warmup_fraction=1.5)
