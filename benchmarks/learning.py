@@ -370,7 +370,7 @@ def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
             mean = [statistics.mean(r["eval_returns"][i] for r in runs) for i in range(length)]
             axis.plot(steps, mean, label=f"{method} ({len(runs)} seeds)")
         axis.set(title=f"SAC on {env} (sparse methods at 95%)", xlabel="environment steps", ylabel="evaluation return")
-        axis.legend()
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the curves, not over them
         axis.grid(alpha=0.3)
         path = output / f"learning_{env}.png"
         figure.savefig(path, dpi=100, bbox_inches="tight")
