@@ -110,6 +110,18 @@ def test_the_wheel_ships_every_hyperparameter_file(tmp_path: Path) -> None:
     assert (root / "hyperparams").resolve() == (root / "sb3_pathways" / "hyperparams").resolve()  # one copy
 
 
+def test_train_runs_on_one_torch_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sb3_pathways import cli
+
+    given: list[list[str]] = []
+    monkeypatch.setattr(cli, "_run_in_process", lambda script, program, args: given.append(args))
+    monkeypatch.setattr(cli, "_latest_run", lambda *args: None)
+    cli.train(["--algo", "sac", "--env", "Pendulum-v1", "-n", "10"])
+    cli.train(["--algo", "sac", "--env", "Pendulum-v1", "-n", "10", "--num-threads", "2"])
+    assert given[0][given[0].index("--num-threads") + 1] == "1"
+    assert given[1].count("--num-threads") == 1 and given[1][given[1].index("--num-threads") + 1] == "2"
+
+
 def test_bare_command_prints_plain_help(tmp_path: Path) -> None:
     result = sb3_pathways(cwd=tmp_path)
     assert "sb3-pathways train [rl-zoo3 train flags]" in result.stdout
