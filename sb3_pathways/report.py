@@ -11,11 +11,12 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import torch as th
 from matplotlib.figure import Figure
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_pathways.deploy import JOULES_PER_FLOP, dead_ends, estimate_energy, gradient_steps_per_update, training_flops
+from sb3_pathways.masking.overlap import overlap_matrix
+from sb3_pathways.multitask.analysis import task_active_weights, task_overlap
 from sb3_pathways.policies import PathwayPolicyMixin, pathway_policy
 from sb3_pathways.stats import format_pathway_stats, get_masks, pathway_stats
 
@@ -199,8 +200,6 @@ def task_names(model: BaseAlgorithm) -> list[str]:
 def task_summary(model: BaseAlgorithm) -> list[str]:
     """Per task: active weights of every network, freeze step and dead ends; then the overlap
     between task pathways."""
-    from sb3_pathways.multitask.analysis import task_active_weights, task_overlap
-
     policy = pathway_policy(model, "task_summary")
     state = getattr(model, "pathway_discovery", None)
     frozen = getattr(state, "task_frozen_steps", {}) or {}
@@ -340,28 +339,6 @@ def plot_mask_changes(model: BaseAlgorithm, path: Path, run_name: str = "") -> P
     return _save(figure, path)
 
 
-def overlap_matrix(mask_sets: list[dict[str, th.Tensor]]) -> np.ndarray:
-    """Shared active weights over the union of active weights, for every pair of pathways
-    (masks keyed by weight name; only the names all of them have are compared)."""
-    names = sorted(set.intersection(*(set(masks) for masks in mask_sets)))
-    if not names:
-        raise ReportError("the pathways have no masked weight in common: compare models of the same architecture")
-    flat = []
-    for masks in mask_sets:
-        for name in names:
-            if masks[name].shape != mask_sets[0][name].shape:
-                raise ReportError(
-                    f"{name} has different shapes in the compared models: compare models of the same architecture"
-                )
-        flat.append(th.cat([masks[name].reshape(-1) for name in names]))
-    matrix = np.ones((len(flat), len(flat)))
-    for i, first in enumerate(flat):
-        for j, second in enumerate(flat):
-            union = int((first | second).sum())
-            matrix[i, j] = int((first & second).sum()) / union if union else 1.0
-    return matrix
-
-
 def plot_overlap(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
     """The overlap matrix as an annotated heat map."""
     figure = Figure(figsize=OVERLAP_SIZE)
@@ -387,8 +364,6 @@ def write_plots(run: LoadedRun) -> list[Path]:
         written.append(plot_masks(run.model, run.run_dir / f"{stem}_masks.png", run_name=name))
         written.append(plot_mask_changes(run.model, run.run_dir / f"{stem}_mask_changes.png", run_name=name))
         if pathway_policy(run.model, "write_plots").n_tasks > 1:
-            from sb3_pathways.multitask.analysis import task_overlap
-
             overlap_path = run.run_dir / f"{stem}_task_overlap.png"
             written.append(plot_overlap(task_overlap(run.model), task_names(run.model), overlap_path))
     return [path for path in written if path is not None]
@@ -414,7 +389,10 @@ def report(
     pathway_runs = [run for run in runs if is_pathway_model(run.model)]
     if len(pathway_runs) > 1:
         labels = [f"{run.run_dir.name}/{run.model_path.stem}" for run in pathway_runs]
-        matrix = overlap_matrix([get_masks(run.model, 0) for run in pathway_runs])
+        try:
+            matrix = overlap_matrix([get_masks(run.model, 0) for run in pathway_runs])
+        except ValueError as error:
+            raise ReportError(str(error)) from None
         rows = [f"overlap    {label}: " + " ".join(f"{value:.3f}" for value in row) for label, row in zip(labels, matrix)]
         texts.append("\n".join(rows))
         plots.append(plot_overlap(matrix, labels, pathway_runs[0].run_dir / "pathway_overlap.png"))

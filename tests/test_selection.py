@@ -7,6 +7,7 @@ import math
 import pytest
 import torch as th
 
+from sb3_pathways.masking.overlap import overlap_matrix
 from sb3_pathways.masking.selection import keep_count, layer_budgets, random_masks, top_k_masks
 
 SHAPES = [th.Size((64, 3)), th.Size((64, 64)), th.Size((1, 64))]
@@ -83,3 +84,14 @@ def test_top_k_is_global_and_exact_with_ties() -> None:
 def test_bad_distribution_is_rejected() -> None:
     with pytest.raises(ValueError, match="mask_init must be one of"):
         layer_budgets(SHAPES, 10, "snip")
+
+
+def test_overlap_is_shared_over_union_and_refuses_other_architectures() -> None:
+    first = {"a": th.tensor([[True, True, False, False]])}
+    second = {"a": th.tensor([[True, False, True, False]])}
+    matrix = overlap_matrix([first, second])
+    assert matrix.tolist() == [[1.0, 1 / 3], [1 / 3, 1.0]]
+    with pytest.raises(ValueError, match="a has different shapes"):
+        overlap_matrix([first, {"a": th.ones(2, 4, dtype=th.bool)}])
+    with pytest.raises(ValueError, match="no masked weight in common"):
+        overlap_matrix([first, {"b": th.ones(1, 4, dtype=th.bool)}])

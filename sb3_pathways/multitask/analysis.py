@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from sb3_pathways.masking.overlap import overlap_matrix
 from sb3_pathways.policies import pathway_policy
 from sb3_pathways.stats import get_masks
 
@@ -28,7 +29,5 @@ def task_overlap(model: Any) -> np.ndarray:
     The overlap between every pair of task pathways: weights active in both over weights
     active in either (all masked weights of the policy), shaped ``(n_tasks, n_tasks)``.
     """
-    from sb3_pathways.report import overlap_matrix
-
     policy = pathway_policy(model, "task_overlap")
     return overlap_matrix([get_masks(policy, task) for task in range(policy.n_tasks)])
