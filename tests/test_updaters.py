@@ -146,3 +146,20 @@ def test_cosine_drop_fraction() -> None:
 def test_bad_updater_arguments(factory, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         factory()
+
+
+@pytest.mark.parametrize(
+    "make_callback",
+    [
+        lambda: SNIPCallback(),
+        lambda: SETCallback(update_interval=100, drop_fraction=1.0, end_fraction=1.0),
+        lambda: RigLCallback(update_interval=100, drop_fraction=1.0, end_fraction=1.0),
+    ],
+    ids=["snip", "set", "rigl"],
+)
+def test_every_rule_leaves_every_output_unit_an_input(case: AlgoCase, make_callback) -> None:
+    model = case.make(sparsity=0.95, mask_init="erk")
+    model.learn(400, callback=make_callback())
+    assert model.pathway_discovery.n_updates >= 1
+    assert_every_output_unit_has_an_input(model)
+    _assert_exact_k(model, 0.95)
