@@ -22,6 +22,7 @@ from sb3_pathways.stats import pathway_records, record_pathway_stats
 from sb3_pathways.updaters.base import DiscoveryState, MaskUpdater, UpdateContext
 from sb3_pathways.updaters.dapd import DAPDUpdater, SNIPUpdater
 from sb3_pathways.updaters.evolution import RigLUpdater, SETUpdater
+from sb3_pathways.validation import optional_fraction, optional_positive_int, positive_int
 
 #: attribute of the model that holds the discovery state (saved in the model zip)
 STATE_ATTRIBUTE = "pathway_discovery"
@@ -60,29 +61,6 @@ def has_episode_statistics(model: Any) -> bool:
     """Whether every sub-environment of a model's env reports Monitor episode statistics."""
     env = model.get_env()
     return env is not None and (all(env.env_is_wrapped(Monitor)) or is_vecenv_wrapped(env, VecMonitor))
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _optional_positive_int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return _positive_int(value, name)
-    except ValueError:
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}") from None
-
-
-def _optional_fraction(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1] or None, got {value!r}")
-    return float(value)
 
 
 def _walk_callbacks(callback: BaseCallback | None) -> Iterator[BaseCallback]:
@@ -143,7 +121,7 @@ class PathwayUpdateCallback(BaseCallback):
             raise TypeError(f"updater must be a MaskUpdater, got {updater!r}")
         if update_freq != "episode":
             try:
-                _positive_int(update_freq, "update_freq")
+                positive_int(update_freq, "update_freq")
             except ValueError:
                 raise ValueError(f"update_freq must be 'episode' or a positive int, got {update_freq!r}") from None
         if freeze_metric not in FREEZE_METRICS:
@@ -154,13 +132,13 @@ class PathwayUpdateCallback(BaseCallback):
             raise ValueError(f"freeze_threshold must be a number or None, got {freeze_threshold!r}")
         self.updater = updater
         self.update_freq = update_freq
-        self.window = _optional_positive_int(window, "window")
+        self.window = optional_positive_int(window, "window")
         self.freeze_threshold = freeze_threshold
         self.freeze_metric = freeze_metric
-        self.freeze_window = _positive_int(freeze_window, "freeze_window")
+        self.freeze_window = positive_int(freeze_window, "freeze_window")
         self.continual = bool(continual)
-        self.max_warmup_steps = _optional_positive_int(max_warmup_steps, "max_warmup_steps")
-        self.end_fraction = _optional_fraction(end_fraction, "end_fraction")
+        self.max_warmup_steps = optional_positive_int(max_warmup_steps, "max_warmup_steps")
+        self.end_fraction = optional_fraction(end_fraction, "end_fraction")
         self.optimizer_state = validate_optimizer_state(optimizer_state)
         self._end_step: int | None = None
         self._eval_callback: EvalCallback | None = None
@@ -391,12 +369,7 @@ class DAPDCallback(PathwayUpdateCallback):
         allocation: str = "global",
         verbose: int = 0,
     ) -> None:
-        updater = DAPDUpdater(
-            moving_average=_positive_int(moving_average, "moving_average"),
-            score_at=score_at,
-            chunk_size=_positive_int(chunk_size, "chunk_size"),
-            allocation=allocation,
-        )
+        updater = DAPDUpdater(moving_average=moving_average, score_at=score_at, chunk_size=chunk_size, allocation=allocation)
         super().__init__(
             updater,
             update_freq=update_freq,
@@ -406,7 +379,7 @@ class DAPDCallback(PathwayUpdateCallback):
             freeze_window=freeze_window,
             continual=continual,
             max_warmup_steps=max_warmup_steps,
-            end_fraction=_optional_fraction(max_warmup_fraction, "max_warmup_fraction"),
+            end_fraction=optional_fraction(max_warmup_fraction, "max_warmup_fraction"),
             optimizer_state=optimizer_state,
             verbose=verbose,
         )

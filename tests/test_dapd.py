@@ -26,7 +26,7 @@ from sb3_pathways import DAPDCallback, connection_sensitivity
 from sb3_pathways.masking.selection import keep_count
 from sb3_pathways.scoring.data import newest_replay_transitions, newest_transitions
 from sb3_pathways.updaters.base import DiscoveryState
-from sb3_pathways.updaters.dapd import dapd_masks, normalise
+from sb3_pathways.updaters.dapd import DAPDUpdater, dapd_masks, normalise
 
 
 def _tiny_sac() -> tuple[SAC, ReplayBufferSamples]:
@@ -468,3 +468,12 @@ def test_a_frozen_run_saves_no_score_history_and_prints_briefly(tmp_path) -> Non
     with zipfile.ZipFile(tmp_path / "frozen.zip") as frozen, zipfile.ZipFile(tmp_path / "warming.zip") as warm:
         # a 2x256 SAC's history is 67k actor + 133k critic scores per update: the frozen zip is free of it
         assert frozen.getinfo("data").file_size < 200_000 < warm.getinfo("data").file_size
+
+
+def test_the_update_rule_checks_its_own_arguments() -> None:
+    with pytest.raises(ValueError, match="moving_average must be a positive int, got 0"):
+        DAPDUpdater(moving_average=0)  # once meant "keep every score vector" (del history[:-0])
+    with pytest.raises(ValueError, match="chunk_size must be a positive int, got -1"):
+        DAPDUpdater(chunk_size=-1)
+    with pytest.raises(ValueError, match=r"allocation must be one of \('global', 'random', 'erk'\)"):
+        DAPDCallback(allocation="layer")

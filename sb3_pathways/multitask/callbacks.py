@@ -13,8 +13,6 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 
 from sb3_pathways.callbacks import (
     PathwayUpdateCallback,
-    _optional_positive_int,
-    _positive_int,
     has_episode_statistics,
 )
 from sb3_pathways.masking.pathway import merge_task_weights
@@ -23,6 +21,7 @@ from sb3_pathways.scoring.data import select_transitions
 from sb3_pathways.scoring.sensitivity import connection_sensitivity
 from sb3_pathways.updaters.base import Masks, UpdateContext
 from sb3_pathways.updaters.dapd import DAPDUpdater
+from sb3_pathways.validation import optional_positive_int
 
 TASK_FREEZE_METRICS = ("success", "return")
 
@@ -116,16 +115,14 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         if freeze_metric not in TASK_FREEZE_METRICS:
             raise ValueError(f"freeze_metric must be one of {TASK_FREEZE_METRICS}, got {freeze_metric!r}")
         thresholds = None if freeze_threshold is None else np.atleast_1d(np.asarray(freeze_threshold, dtype=float))
-        updater = MultiTaskDAPDUpdater(
-            _positive_int(moving_average, "moving_average"), score_at, _positive_int(chunk_size, "chunk_size")
-        )
+        updater = MultiTaskDAPDUpdater(moving_average, score_at, chunk_size)
         super().__init__(
             updater,
             update_freq=update_freq,
             window=window,
             freeze_threshold=None,
             freeze_window=freeze_window,
-            max_warmup_steps=_optional_positive_int(max_warmup_steps, "max_warmup_steps"),
+            max_warmup_steps=optional_positive_int(max_warmup_steps, "max_warmup_steps"),
             verbose=verbose,
         )
         self.task_thresholds = thresholds

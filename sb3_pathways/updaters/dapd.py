@@ -9,6 +9,7 @@ from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import ALLOCATIONS
 from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
 from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
+from sb3_pathways.validation import positive_int
 
 
 def normalise(scores: dict[str, th.Tensor]) -> th.Tensor:
@@ -53,9 +54,9 @@ class DAPDUpdater(MaskUpdater):
             raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
         if allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
-        self.moving_average = moving_average
+        self.moving_average = positive_int(moving_average, "moving_average")
         self.score_at = score_at
-        self.chunk_size = chunk_size
+        self.chunk_size = positive_int(chunk_size, "chunk_size")
         self.allocation = allocation
 
     def update_masks(self, context: UpdateContext) -> Masks:
