@@ -424,8 +424,9 @@ class _EndOfLifeIsEndOfEpisode(gym.Wrapper):
         return observation, reward, terminated or life_lost, truncated, info
 
 
-def test_rescoring_follows_the_games_end_not_each_lost_life() -> None:
-    env = DummyVecEnv([lambda: _EndOfLifeIsEndOfEpisode(Monitor(_ThreeLivesGame()))])
+def _dapd_updates_on_three_lives_games(monitored: bool) -> int:
+    game = (lambda: Monitor(_ThreeLivesGame())) if monitored else _ThreeLivesGame
+    env = DummyVecEnv([lambda: _EndOfLifeIsEndOfEpisode(game())])
     model = DQN(
         "PathwayPolicy",
         env,
@@ -436,22 +437,16 @@ def test_rescoring_follows_the_games_end_not_each_lost_life() -> None:
         policy_kwargs=dict(net_arch=[16], sparsity=0.5),
     )
     model.learn(700, callback=DAPDCallback(max_warmup_fraction=None))
+    return model.pathway_discovery.n_updates
+
+
+def test_rescoring_follows_the_games_end_not_each_lost_life() -> None:
     # a game is 58 agent steps (the wrapper spends a no-op step after each lost life): games
     # end at steps 58, 116, ..., 696; the initial discovery at step 104, then one update for
     # each of the 11 games that end after it
-    assert model.pathway_discovery.n_updates == 1 + 11
-    bare = DQN(
-        "PathwayPolicy",
-        DummyVecEnv([lambda: _EndOfLifeIsEndOfEpisode(_ThreeLivesGame())]),
-        learning_starts=100,
-        train_freq=4,
-        seed=0,
-        device="cpu",
-        policy_kwargs=dict(net_arch=[16], sparsity=0.5),
-    )
-    bare.learn(700, callback=DAPDCallback(max_warmup_fraction=None))
+    assert _dapd_updates_on_three_lives_games(monitored=True) == 1 + 11
     # no Monitor: every lost life (game offsets 20, 39, 58) rescores, 31 of them after step 104
-    assert bare.pathway_discovery.n_updates == 1 + 31
+    assert _dapd_updates_on_three_lives_games(monitored=False) == 1 + 31
 
 
 def test_a_frozen_run_saves_no_score_history_and_prints_briefly(tmp_path) -> None:
