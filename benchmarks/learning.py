@@ -388,8 +388,8 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
         specs = [
             RunSpec(method, env, seed, steps, eval_freq, args.eval_episodes, device=args.device)
             for envs, methods, steps, eval_freq in preset["groups"]
+            for seed in preset["seeds"]  # seed-major: a stopped run leaves every env with equal seeds
             for env in envs
-            for seed in preset["seeds"]
             for method in methods
             if args.methods is None or method in args.methods
         ]
