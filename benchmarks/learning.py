@@ -23,6 +23,7 @@ evaluations, as the paper), return relative to dense, and the area under the lea
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -55,7 +56,8 @@ class RunSpec:
         SB3's SAC defaults with 1,000 initial transitions and ``DAPDCallback()`` without
         arguments (what a user who follows the API gets)
     :param tag: names a variant (its runs are stored and summarised as ``method-tag``)
-    :param dapd_kwargs: JSON object of DAPDCallback arguments added to the settings' own
+    :param dapd_kwargs: JSON object of DAPDCallback arguments added to the settings' own; an
+        ``"objective"`` is given as ``"module:function"``
     :param sac_kwargs: JSON object of SAC arguments added to the settings' own (every method)
     :param device: torch device of the model (``"cuda"`` without CUDA falls back to the CPU
         with a warning)
@@ -145,6 +147,15 @@ def package_versions(*extra: str) -> dict[str, str]:
     return versions
 
 
+def _resolve_objective(dapd_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """DAPDCallback arguments with an ``"objective"`` named ``"module:function"`` imported."""
+    objective = dapd_kwargs.get("objective")
+    if not isinstance(objective, str):
+        return dapd_kwargs
+    module, _, function = objective.partition(":")
+    return {**dapd_kwargs, "objective": getattr(importlib.import_module(module), function)}
+
+
 def run(spec: RunSpec, results: Path) -> dict[str, Any]:
     """Train and evaluate one run; write and return its record (read back if it exists)."""
     path = spec.path(results)
@@ -172,7 +183,7 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
     if sparse:
         policy_kwargs.update(sparsity=0.95, mask_init="random" if spec.method in ("dapd", "snip") else "erk")
     updaters = {
-        "dapd": lambda: DAPDCallback(**dapd_kwargs),
+        "dapd": lambda: DAPDCallback(**_resolve_objective(dapd_kwargs)),
         "snip": lambda: SNIPCallback(),
         "set": lambda: SETCallback(),
         "rigl": lambda: RigLCallback(),

@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-from sb3_pathways.version import __version__  # noqa: E402
+from sb3_pathways.version import __version__
 
 project = "sb3_pathways"
 author = "sb3_pathways developers"

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import torch as th
 from stable_baselines3.common.buffers import BaseBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback, EventCallback
 from stable_baselines3.common.monitor import Monitor
@@ -16,8 +17,8 @@ from stable_baselines3.common.vec_env import VecMonitor, is_vecenv_wrapped
 
 from sb3_pathways.masking.optimizer_state import validate_optimizer_state
 from sb3_pathways.policies import pathway_policy
-from sb3_pathways.scoring.data import newest_transitions, stored_transitions
-from sb3_pathways.scoring.objectives import objective_for
+from sb3_pathways.scoring.data import newest_transitions, select_transitions, stored_transitions
+from sb3_pathways.scoring.objectives import Objective, objective_for
 from sb3_pathways.stats import pathway_records, record_pathway_stats
 from sb3_pathways.updaters.base import DiscoveryState, MaskUpdater, UpdateContext
 from sb3_pathways.updaters.dapd import DAPDUpdater, SNIPUpdater
@@ -27,6 +28,7 @@ from sb3_pathways.validation import optional_fraction, optional_positive_int, po
 #: attribute of the model that holds the discovery state (saved in the model zip)
 STATE_ATTRIBUTE = "pathway_discovery"
 FREEZE_METRICS = ("rollout", "eval")
+DISCOVER_FROM = ("learning_starts", "first_batch")
 
 
 class PathwayLoggerCallback(BaseCallback):
@@ -86,6 +88,13 @@ class PathwayUpdateCallback(BaseCallback):
         a number of environment steps between updates
     :param window: transitions the rule sees at each update; default max(batch size, length
         of the last episode). The initial discovery sees everything collected so far.
+    :param window_samples: ``None``: the rule sees each transition of the window once; a
+        number: it sees that many drawn at random, with replacement, from the window (as the
+        DAPD reference, which draws one batch)
+    :param discover_from: off-policy, when the initial pathway is chosen:
+        ``"learning_starts"`` (from everything collected before the first gradient step) or
+        ``"first_batch"`` (as soon as the buffer holds one batch; updates then go on through
+        the random steps, as the DAPD reference)
     :param freeze_threshold: return at which the masks freeze; ``None``: no return threshold
     :param freeze_metric: ``"rollout"``: mean return of the last ``freeze_window`` training
         episodes (needs Monitor episode statistics); ``"eval"``: last mean reward of an
@@ -114,6 +123,8 @@ class PathwayUpdateCallback(BaseCallback):
         max_warmup_steps: int | None = None,
         end_fraction: float | None = None,
         optimizer_state: str = "reset",
+        window_samples: int | None = None,
+        discover_from: str = "learning_starts",
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
@@ -124,6 +135,8 @@ class PathwayUpdateCallback(BaseCallback):
                 positive_int(update_freq, "update_freq")
             except ValueError:
                 raise ValueError(f"update_freq must be 'episode' or a positive int, got {update_freq!r}") from None
+        if discover_from not in DISCOVER_FROM:
+            raise ValueError(f"discover_from must be one of {DISCOVER_FROM}, got {discover_from!r}")
         if freeze_metric not in FREEZE_METRICS:
             raise ValueError(f"freeze_metric must be one of {FREEZE_METRICS}, got {freeze_metric!r}")
         if freeze_threshold is not None and (
@@ -133,6 +146,9 @@ class PathwayUpdateCallback(BaseCallback):
         self.updater = updater
         self.update_freq = update_freq
         self.window = optional_positive_int(window, "window")
+        self.window_samples = optional_positive_int(window_samples, "window_samples")
+        self.discover_from = discover_from
+        self._sample_generator = np.random.default_rng()
         self.freeze_threshold = freeze_threshold
         self.freeze_metric = freeze_metric
         self.freeze_window = positive_int(freeze_window, "freeze_window")
@@ -159,6 +175,7 @@ class PathwayUpdateCallback(BaseCallback):
         if not isinstance(getattr(self.model, STATE_ATTRIBUTE, None), DiscoveryState):
             setattr(self.model, STATE_ATTRIBUTE, DiscoveryState())
         self._episode_steps = np.zeros(self.model.n_envs, dtype=np.int64)
+        self._sample_generator = np.random.default_rng(self.model.seed)
 
     def _on_training_start(self) -> None:
         self._monitored = has_episode_statistics(self.model)
@@ -204,7 +221,7 @@ class PathwayUpdateCallback(BaseCallback):
         state = self.state
         updated = False
         if not state.initialised:
-            if isinstance(self.model, OffPolicyAlgorithm) and self.num_timesteps <= self.model.learning_starts:
+            if not self._discovery_may_start():
                 return
             if self.updater.discovers_initial_pathway:
                 self._update(stored_transitions(self._buffer()), initial=True)
@@ -220,6 +237,13 @@ class PathwayUpdateCallback(BaseCallback):
         self._check_freeze()
         if updated or self._episode_ended or state.frozen != was_frozen:
             self._record()
+
+    def _discovery_may_start(self) -> bool:
+        if not isinstance(self.model, OffPolicyAlgorithm):
+            return True
+        if self.discover_from == "first_batch":
+            return stored_transitions(self._buffer()) >= self.model.batch_size
+        return self.num_timesteps > self.model.learning_starts
 
     def _buffer(self) -> BaseBuffer:
         if isinstance(self.model, OffPolicyAlgorithm):
@@ -249,7 +273,7 @@ class PathwayUpdateCallback(BaseCallback):
             state=state,
             step=self.num_timesteps,
             end_step=self._end_step,
-            batch=newest_transitions(self.model, window) if self.updater.needs_data else None,
+            batch=self._scored_transitions(window) if self.updater.needs_data else None,
         )
         masks = self.updater.initial_masks(context) if initial else self.updater.update_masks(context)
         grown_value = 0.0 if self.updater.grow_at_zero else None
@@ -264,6 +288,13 @@ class PathwayUpdateCallback(BaseCallback):
         state.n_updates += 1
         state.last_update_step = self.num_timesteps
         self._episode_ended = False
+
+    def _scored_transitions(self, window: int) -> Any:
+        batch = newest_transitions(self.model, window)
+        if self.window_samples is None:
+            return batch
+        drawn = self._sample_generator.integers(len(batch.actions), size=self.window_samples)
+        return select_transitions(batch, th.as_tensor(drawn, device=batch.actions.device))
 
     def freeze_metric_value(self) -> float | None:
         """The current value of the freeze metric, or ``None`` if none is available yet."""
@@ -339,8 +370,9 @@ class DAPDCallback(PathwayUpdateCallback):
     :param max_warmup_fraction: freeze anyway once training reaches this share of the
         ``learn`` call's steps after ``learning_starts`` (default 0.1: the pathway trains
         fixed for the last nine tenths; ``None``: no such limit, as the reference)
-    :param score_at: ``"dense"`` (every connection on at its stored value, as the reference
-        implementation) or ``"masked"`` (the pathway as it runs)
+    :param score_at: ``"dense"`` (every connection of the scored network on at its stored
+        value, the rest of the agent as it runs), ``"agent"`` (every network and target dense,
+        as the reference implementation) or ``"masked"`` (the pathway as it runs)
     :param chunk_size: transitions per scoring forward pass (bounds memory)
     :param optimizer_state: ``"reset"`` (weights that join or leave start with fresh optimizer
         statistics, Adam's bias correction counted per weight) or ``"keep"`` (as the
@@ -349,6 +381,14 @@ class DAPDCallback(PathwayUpdateCallback):
         ``"global"`` (one top-k across the layers, as the reference: the scores decide) or
         fixed layer shares with the top-k within each layer, ``"erk"`` (Erdős-Rényi-kernel:
         small layers keep more) or ``"random"`` (the same share of every layer)
+    :param window_samples: ``None`` scores every transition of the window once; a number
+        scores that many drawn with replacement from it (the reference draws one batch)
+    :param discover_from: off-policy: ``"learning_starts"`` (the initial pathway is scored on
+        everything collected before the first gradient step) or ``"first_batch"`` (as soon as
+        one batch is stored, rescoring through the random steps, as the reference)
+    :param objective: ``(model, batch) -> {network name: loss}`` to score instead of the
+        algorithm's registered loss, e.g.
+        :func:`~sb3_pathways.scoring.objectives.sac_reference_objective` (the reference's)
     :param verbose: 1 prints mask updates and the freeze
     """
 
@@ -367,9 +407,12 @@ class DAPDCallback(PathwayUpdateCallback):
         chunk_size: int = 2048,
         optimizer_state: str = "reset",
         allocation: str = "global",
+        window_samples: int | None = None,
+        discover_from: str = "learning_starts",
+        objective: Objective | None = None,
         verbose: int = 0,
     ) -> None:
-        updater = DAPDUpdater(moving_average=moving_average, score_at=score_at, chunk_size=chunk_size, allocation=allocation)
+        updater = DAPDUpdater(moving_average, score_at, chunk_size, allocation, objective)
         super().__init__(
             updater,
             update_freq=update_freq,
@@ -381,6 +424,8 @@ class DAPDCallback(PathwayUpdateCallback):
             max_warmup_steps=max_warmup_steps,
             end_fraction=optional_fraction(max_warmup_fraction, "max_warmup_fraction"),
             optimizer_state=optimizer_state,
+            window_samples=window_samples,
+            discover_from=discover_from,
             verbose=verbose,
         )
         self.moving_average = updater.moving_average

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections import deque
 from typing import Any
@@ -22,10 +23,12 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_pathways
-from sb3_pathways import DAPDCallback, connection_sensitivity
+from sb3_pathways import DAPDCallback, PathwayUpdateCallback, connection_sensitivity
+from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.masking.selection import keep_count
 from sb3_pathways.scoring.data import newest_replay_transitions, newest_transitions
-from sb3_pathways.updaters.base import DiscoveryState
+from sb3_pathways.scoring.objectives import REFERENCE_SCORING_ENTROPY_WEIGHT, sac_objective, sac_reference_objective
+from sb3_pathways.updaters.base import DiscoveryState, Masks, UpdateContext
 from sb3_pathways.updaters.dapd import DAPDUpdater, dapd_masks, normalise
 
 
@@ -313,13 +316,17 @@ def test_resume_after_load_continues_discovery(tmp_path) -> None:
         (dict(moving_average=0), r"moving_average must be a positive int, got 0"),
         (dict(update_freq="epoch"), r"update_freq must be 'episode' or a positive int, got 'epoch'"),
         (dict(freeze_metric="return"), r"freeze_metric must be one of \('rollout', 'eval'\)"),
-        (dict(score_at="sparse"), r"score_at must be one of \('dense', 'masked'\)"),
+        (dict(score_at="sparse"), r"score_at must be one of \('dense', 'agent', 'masked'\)"),
         (dict(max_warmup_steps=-5), r"max_warmup_steps must be a positive int or None"),
+        (dict(window_samples=0), r"window_samples must be a positive int or None, got 0"),
+        (dict(discover_from="start"), r"discover_from must be one of \('learning_starts', 'first_batch'\)"),
     ],
 )
 def test_bad_arguments_are_rejected_at_construction(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DAPDCallback(**kwargs)
+    with pytest.raises(TypeError, match=r"objective must be a callable \(model, batch\)"):
+        DAPDCallback(objective="sac_reference_objective")
 
 
 def test_misuse_is_reported_at_training_start() -> None:
@@ -472,3 +479,83 @@ def test_the_update_rule_checks_its_own_arguments() -> None:
         DAPDUpdater(chunk_size=-1)
     with pytest.raises(ValueError, match=r"allocation must be one of \('global', 'random', 'erk'\)"):
         DAPDCallback(allocation="layer")
+
+
+def test_reference_objective_sums_both_losses_at_a_fixed_entropy_weight() -> None:
+    model, batch = _tiny_sac()
+    with th.no_grad():
+        model.log_ent_coef.fill_(math.log(REFERENCE_SCORING_ENTROPY_WEIGHT))
+    th.manual_seed(5)
+    ours = sac_objective(model, batch)
+    th.manual_seed(5)
+    reference = sac_reference_objective(model, batch)
+    th.testing.assert_close(reference["actor"], ours["actor"])
+    th.testing.assert_close(reference["critic"], 2 * ours["critic"] + ours["actor"])  # MSE1 + MSE2 + actor loss
+    with th.no_grad():
+        model.log_ent_coef.fill_(0.0)  # the learned weight does not reach the reference's scoring
+    th.manual_seed(5)
+    assert th.equal(sac_reference_objective(model, batch)["critic"], reference["critic"])
+    th.manual_seed(5)
+    assert not th.equal(sac_objective(model, batch)["critic"], ours["critic"])
+
+
+@pytest.mark.parametrize(
+    ("score_at", "dense_while_scoring"),
+    [
+        ("dense", {"actor": {"actor"}, "critic": {"critic"}}),
+        ("agent", {"actor": {"actor", "critic", "critic_target"}, "critic": {"actor", "critic", "critic_target"}}),
+        ("masked", {"actor": set(), "critic": set()}),
+    ],
+)
+def test_scoring_point_decides_which_networks_run_dense(score_at: str, dense_while_scoring: dict[str, set[str]]) -> None:
+    model = _small_sac(net_arch=[16, 16], sparsity=0.8)
+    model.learn(120)
+    batch = newest_transitions(model, 32)
+    seen: list[set[str]] = []
+
+    def spying_objective(model: SAC, batch: Any) -> dict[str, th.Tensor]:
+        dense = {
+            name.split(".")[0]
+            for name, module in model.policy.named_modules()
+            if isinstance(module, MaskedWeightMixin) and th.count_nonzero(module.weight[~module.active_mask]) > 0
+        }
+        seen.append(dense)
+        return sac_objective(model, batch)
+
+    scores = connection_sensitivity(model, batch, score_at=score_at, objective=spying_objective)
+    assert seen == [dense_while_scoring[name] for name in scores]
+    for name, module in model.policy.named_modules():
+        if isinstance(module, MaskedWeightMixin):
+            assert th.count_nonzero(module.weight[~module.active_mask]) == 0, name  # masked again afterwards
+
+
+def test_window_samples_draws_with_replacement_from_the_window() -> None:
+    draws: list[tuple[th.Tensor, th.Tensor]] = []
+
+    class Recording(DAPDUpdater):
+        def update_masks(self, context: UpdateContext) -> Masks:
+            window = newest_transitions(context.model, 50)
+            draws.append((context.batch.observations, window.observations))
+            return super().update_masks(context)
+
+    model = _small_sac(net_arch=[16, 16], sparsity=0.8)
+    model.learn(450, callback=PathwayUpdateCallback(Recording(), window=50, window_samples=200))
+    assert len(draws) == 3  # the initial discovery, then two episode ends
+    for drawn, window in draws[1:]:
+        assert len(drawn) == 200
+        assert (drawn[:, None] == window[None]).all(dim=2).any(dim=1).all()  # every row from the window
+        assert 40 < len(th.unique(drawn, dim=0)) < 200  # spread over the window, drawn with replacement
+
+
+def test_discovery_from_the_first_batch_rescores_through_the_random_steps() -> None:
+    seen: list[tuple[int, int, int]] = []
+
+    class Spy(DAPDCallback):
+        def _update(self, window: int, initial: bool = False) -> None:
+            seen.append((self.num_timesteps, self.model._n_updates, window))
+            super()._update(window, initial)
+
+    model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=300, batch_size=32, seed=0, device="cpu")
+    model.learn(320, callback=Spy(discover_from="first_batch"))
+    assert seen == [(32, 0, 32), (200, 0, 200)]  # one batch stored; an episode end of random steps
+    assert model.pathway_discovery.frozen_step == 302  # a tenth of the 20 training steps

@@ -106,3 +106,11 @@ def test_variants_are_stored_apart_and_cuda_without_cuda_warns(learning, tmp_pat
         spec = learning.RunSpec("dense", "Pendulum-v1", 0, 100, 100, 1, settings="sb3", device="cuda")
         with pytest.warns(UserWarning, match="CUDA is not available"):
             learning.run(spec, tmp_path / "cuda")
+
+
+def test_an_objective_named_in_the_dapd_arguments_is_imported(learning) -> None:
+    from sb3_pathways.scoring.objectives import sac_reference_objective
+
+    named = {"moving_average": 1, "objective": "sb3_pathways.scoring.objectives:sac_reference_objective"}
+    assert learning._resolve_objective(named) == {"moving_average": 1, "objective": sac_reference_objective}
+    assert named["objective"] == "sb3_pathways.scoring.objectives:sac_reference_objective"  # the record keeps the name

@@ -16,9 +16,11 @@ import torch as th
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.policies import pathway_policy
 from sb3_pathways.scoring.data import split_batch
-from sb3_pathways.scoring.objectives import objective_for
+from sb3_pathways.scoring.objectives import Objective, objective_for
 
-SCORE_AT = ("dense", "masked")
+#: where the loss is evaluated: the scored network dense ("dense"), the whole agent dense,
+#: targets included ("agent", as the DAPD reference), or every network as it runs ("masked")
+SCORE_AT = ("dense", "agent", "masked")
 
 
 @contextlib.contextmanager
@@ -48,14 +50,23 @@ def preserved_training_state(policy: th.nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def all_connections_on(pathways: dict[str, NetworkPathway]) -> Iterator[None]:
+def all_connections_on(pathways: dict[str, NetworkPathway], targets: bool = False) -> Iterator[None]:
     """Run a block with every online masked weight at its stored value θ (dense network;
-    multi-task layers skip their task masks)."""
+    multi-task layers skip their task masks), and the target copies too if ``targets``."""
     with contextlib.ExitStack() as stack:
         for network in pathways.values():
-            for layer in network.layers.values():
-                stack.enter_context(layer.all_connections_on())
+            for name, layer in network.layers.items():
+                for dense_layer in [layer, *(network.followers.get(name, []) if targets else [])]:
+                    stack.enter_context(dense_layer.all_connections_on())
         yield
+
+
+def _scoring_point(pathways: dict[str, NetworkPathway], scored: str, score_at: str) -> contextlib.AbstractContextManager:
+    if score_at == "dense":
+        return all_connections_on({scored: pathways[scored]})
+    if score_at == "agent":
+        return all_connections_on(pathways, targets=True)
+    return contextlib.nullcontext()
 
 
 def loss_gradients(
@@ -63,30 +74,33 @@ def loss_gradients(
     batch: Any,
     score_at: str = "dense",
     chunk_size: int = 2048,
+    objective: Objective | None = None,
 ) -> dict[str, dict[str, tuple[th.Tensor, th.Tensor]]]:
     """
     The gradient ∂L/∂θ of every masked weight (dormant ones included), with L the
-    algorithm's training loss for the weight's network, averaged over ``batch``. Each network
-    is evaluated with the rest of the agent as it runs (other networks and targets masked).
+    algorithm's training loss for the weight's network, averaged over ``batch``.
 
     :param model: an SB3 model with a pathway policy and a registered objective
     :param batch: buffer samples (``ReplayBufferSamples``, ``RolloutBufferSamples``, ...)
     :param score_at: ``"dense"``: every connection of the evaluated network on at its stored
-        value; ``"masked"``: the network as it runs
+        value, the rest of the agent as it runs; ``"agent"``: every connection of every
+        network and target on; ``"masked"``: every network as it runs
     :param chunk_size: transitions per forward pass (bounds memory); gradients are averaged
+    :param objective: ``(model, batch) -> {network name: loss}`` to differentiate instead of
+        the objective registered for the model's algorithm
     :return: network name -> layer weight name -> (θ at which the loss was evaluated, ∂L/∂θ);
         networks the objective gives no loss are left out
     """
     if score_at not in SCORE_AT:
         raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
     policy = pathway_policy(model, "loss_gradients")
-    objective = objective_for(model)
+    objective = objective or objective_for(model)
     total = len(batch.actions)
     result: dict[str, dict[str, tuple[th.Tensor, th.Tensor]]] = {}
-    for name, network in policy.pathways().items():
+    pathways = policy.pathways()
+    for name, network in pathways.items():
         # every network starts from the same random state (same sampled actions)
-        dense = all_connections_on({name: network}) if score_at == "dense" else contextlib.nullcontext()
-        with preserved_training_state(policy), dense:
+        with preserved_training_state(policy), _scoring_point(pathways, name, score_at):
             weights = [layer.scored_weight() for layer in network.layers.values()]
             gradients = [th.zeros_like(weight) for weight in weights]
             for chunk, length in split_batch(batch, chunk_size):
@@ -109,16 +123,17 @@ def connection_sensitivity(
     batch: Any,
     score_at: str = "dense",
     chunk_size: int = 2048,
+    objective: Objective | None = None,
 ) -> dict[str, dict[str, th.Tensor]]:
     """
     SNIP scores ``S(θ_q) = abs(θ_q · ∂L/∂θ_q)`` of every masked weight (see
-    :func:`loss_gradients` for the loss, ``score_at`` and ``chunk_size``).
+    :func:`loss_gradients` for the loss, ``score_at``, ``chunk_size`` and ``objective``).
 
-    :param score_at: ``"dense"`` (dormant weights score at their stored value and can come
-        back) or ``"masked"`` (dormant weights score 0)
+    :param score_at: ``"dense"`` or ``"agent"`` (dormant weights score at their stored value
+        and can come back) or ``"masked"`` (dormant weights score 0)
     :return: network name -> layer weight name -> score, shaped like the weight
     """
-    gradients = loss_gradients(model, batch, score_at, chunk_size)
+    gradients = loss_gradients(model, batch, score_at, chunk_size, objective)
     return {
         name: {layer: (weight * gradient).abs() for layer, (weight, gradient) in layers.items()}
         for name, layers in gradients.items()

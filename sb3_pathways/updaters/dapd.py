@@ -7,6 +7,7 @@ import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import ALLOCATIONS
+from sb3_pathways.scoring.objectives import Objective
 from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
 from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
 from sb3_pathways.validation import positive_int
@@ -40,27 +41,37 @@ class DAPDUpdater(MaskUpdater):
     data, normalised per network, averaged over the last ``moving_average`` updates, top-k.
 
     :param moving_average: K, the number of normalised score vectors averaged
-    :param score_at: ``"dense"`` or ``"masked"`` (see :func:`connection_sensitivity`)
+    :param score_at: ``"dense"``, ``"agent"`` or ``"masked"`` (see :func:`connection_sensitivity`)
     :param chunk_size: transitions per scoring forward pass
     :param allocation: ``"global"`` (one top-k per network: the scores decide the layer
         shares) or fixed layer shares, ``"random"`` (uniform) or ``"erk"``, with the top-k
         taken within each layer
+    :param objective: ``(model, batch) -> {network name: loss}`` scored instead of the
+        algorithm's registered objective
     """
 
     def __init__(
-        self, moving_average: int = 1, score_at: str = "dense", chunk_size: int = 2048, allocation: str = "global"
+        self,
+        moving_average: int = 1,
+        score_at: str = "dense",
+        chunk_size: int = 2048,
+        allocation: str = "global",
+        objective: Objective | None = None,
     ) -> None:
         if score_at not in SCORE_AT:
             raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
         if allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+        if objective is not None and not callable(objective):
+            raise TypeError(f"objective must be a callable (model, batch) -> {{network: loss}} or None, got {objective!r}")
         self.moving_average = positive_int(moving_average, "moving_average")
         self.score_at = score_at
         self.chunk_size = positive_int(chunk_size, "chunk_size")
         self.allocation = allocation
+        self.objective = objective
 
     def update_masks(self, context: UpdateContext) -> Masks:
-        scores = connection_sensitivity(context.model, context.batch, self.score_at, self.chunk_size)
+        scores = connection_sensitivity(context.model, context.batch, self.score_at, self.chunk_size, self.objective)
         masks: Masks = {}
         for name, layer_scores in scores.items():
             selected = self.select(context, name, context.pathways[name], layer_scores)
