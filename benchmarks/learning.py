@@ -9,7 +9,8 @@ method uses the same settings.
 Every run is evaluated every ``eval_freq`` steps on deterministic episodes and writes one
 JSON under ``--results``; runs already there are not redone, so an interrupted benchmark
 resumes (``--commit`` commits each finished run to git, so a fresh clone resumes too). The
-summary gives, per env and method: final return (mean of the last ``--last-evals``
+summary covers every record under ``--results`` with the same step budget, those of earlier
+calls included, and gives, per env and method: final return (mean of the last ``--last-evals``
 evaluations, as the paper), return relative to dense, and the area under the learning curve
 (mean evaluation return over the run); plus a learning-curve plot per env.
 
@@ -452,17 +453,15 @@ def main(argv: list[str] | None = None) -> None:
         args.results = ROOT / "benchmarks" / "results" / "learning" / PRESETS.get(args.preset or "", {}).get("subdir", "")
     args.results = args.results.resolve()
     specs, last_evals = specs_from_args(args)
-    if args.summarise:
-        steps = {spec.steps for spec in specs}
-        records = [
-            record
-            for path in sorted(args.results.glob("*/*.json"))
-            if (record := json.loads(path.read_text()))["steps"] in steps
-        ]
-        if not records:
-            raise SystemExit(f"no run records of {sorted(steps)} steps under {args.results}")
-    else:
-        records = execute(specs, args.results, args.executor, args.workers, args.commit, args.submitit_cluster)
+    if not args.summarise:
+        execute(specs, args.results, args.executor, args.workers, args.commit, args.submitit_cluster)
+    # every record of these budgets, so that runs made one at a time still give the whole table
+    steps = {spec.steps for spec in specs}
+    records = [
+        record for path in sorted(args.results.glob("*/*.json")) if (record := json.loads(path.read_text()))["steps"] in steps
+    ]
+    if not records:
+        raise SystemExit(f"no run records of {sorted(steps)} steps under {args.results}")
     summary = summarise(records, last_evals)
     table = markdown_table(summary)
     print(table)

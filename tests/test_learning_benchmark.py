@@ -114,3 +114,10 @@ def test_an_objective_named_in_the_dapd_arguments_is_imported(learning) -> None:
     named = {"moving_average": 1, "objective": "sb3_pathways.scoring.objectives:sac_reference_objective"}
     assert learning._resolve_objective(named) == {"moving_average": 1, "objective": sac_reference_objective}
     assert named["objective"] == "sb3_pathways.scoring.objectives:sac_reference_objective"  # the record keeps the name
+
+
+def test_a_call_summarises_the_runs_of_earlier_calls_too(learning, tmp_path: Path) -> None:
+    base = ["--envs", "Pendulum-v1", "--seeds", "0", "--steps", "200", "--eval-freq", "200", "--eval-episodes", "1"]
+    learning.main([*base, "--methods", "dense", "--results", str(tmp_path)])
+    learning.main([*base, "--methods", "static", "--results", str(tmp_path)])
+    assert set(json.loads((tmp_path / "summary.json").read_text())["Pendulum-v1"]) == {"dense", "static"}
