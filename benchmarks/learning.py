@@ -2,9 +2,10 @@
 
 Methods: ``dense`` (MlpPolicy), ``dapd`` (DAPDCallback), ``static`` (ERK mask, never
 changes), ``snip`` (one-shot SNIP on the first data), ``set`` and ``rigl`` (topology
-evolution, Graesser et al. 2022 settings, ERK start). SAC settings and DAPD freeze thresholds
-come from ``hyperparams/sac.yml`` (one source for rl-zoo3 runs and this benchmark); every
-method uses the same settings.
+evolution, Graesser et al. 2022 settings, ERK start), ``gmp`` (gradual magnitude pruning
+from dense, Zhu & Gupta 2017, pruning from 20% to 80% of training as Graesser et al.). SAC
+settings and DAPD freeze thresholds come from ``hyperparams/sac.yml`` (one source for rl-zoo3
+runs and this benchmark); every method uses the same settings.
 
 Every run is evaluated every ``eval_freq`` steps on deterministic episodes and writes one
 JSON under ``--results``; runs already there are not redone, so an interrupted benchmark
@@ -41,7 +42,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ("dense", "dapd", "static", "snip", "set", "rigl")
+METHODS = ("dense", "dapd", "static", "snip", "set", "rigl", "gmp")
 EXECUTORS = ("local", "ray", "submitit")
 
 
@@ -168,7 +169,7 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
     from stable_baselines3.common.env_util import make_vec_env
 
     import sb3_pathways
-    from sb3_pathways import DAPDCallback, RigLCallback, SETCallback, SNIPCallback
+    from sb3_pathways import DAPDCallback, GMPCallback, RigLCallback, SETCallback, SNIPCallback
 
     th.set_num_threads(1)
     if th.device(spec.device).type == "cuda" and not th.cuda.is_available():
@@ -188,6 +189,7 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         "snip": lambda: SNIPCallback(),
         "set": lambda: SETCallback(),
         "rigl": lambda: RigLCallback(),
+        "gmp": lambda: GMPCallback(),
     }
     evaluations: list[tuple[int, float]] = []
 

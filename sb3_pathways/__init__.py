@@ -4,11 +4,12 @@ Importing the package registers the ``"PathwayPolicy"``, ``"PathwayCnnPolicy"`` 
 ``"PathwayMultiInputPolicy"`` aliases on every supported algorithm.
 """
 
-from sb3_contrib import ARS, TRPO, MaskablePPO, RecurrentPPO
+from sb3_contrib import ARS, RecurrentPPO
 
-from sb3_pathways import a2c, crossq, ddpg, dqn, ppo, qrdqn, sac, td3, tqc
+from sb3_pathways import a2c, crossq, ddpg, dqn, ppo, ppo_mask, qrdqn, sac, td3, tqc, trpo
 from sb3_pathways.callbacks import (
     DAPDCallback,
+    GMPCallback,
     PathwayLoggerCallback,
     PathwayUpdateCallback,
     RigLCallback,
@@ -19,24 +20,25 @@ from sb3_pathways.deploy import EnergyCallback, export_onnx, export_pathway, tra
 from sb3_pathways.multitask import envs as _multitask_envs  # noqa: F401  (registers sb3_pathways/MT10-v0, MT50-v0)
 from sb3_pathways.policies import PathwayPolicyMixin
 from sb3_pathways.registry import refuse_pathway_aliases
+from sb3_pathways.schedules import SparsitySchedule
 from sb3_pathways.scoring import connection_sensitivity, register_objective
 from sb3_pathways.sparsify import sparsify
 from sb3_pathways.stats import format_pathway_stats, get_masks, pathway_stats, record_pathway_stats
 from sb3_pathways.version import __version__
 
-refuse_pathway_aliases(
-    [ARS, MaskablePPO, RecurrentPPO, TRPO], ("PathwayPolicy", "PathwayCnnPolicy", "PathwayMultiInputPolicy")
-)
+refuse_pathway_aliases([ARS, RecurrentPPO], ("PathwayPolicy", "PathwayCnnPolicy", "PathwayMultiInputPolicy"))
 
 __all__ = [
     "DAPDCallback",
     "EnergyCallback",
+    "GMPCallback",
     "PathwayLoggerCallback",
     "PathwayPolicyMixin",
     "PathwayUpdateCallback",
     "RigLCallback",
     "SETCallback",
     "SNIPCallback",
+    "SparsitySchedule",
     "__version__",
     "a2c",
     "connection_sensitivity",
@@ -49,6 +51,7 @@ __all__ = [
     "get_masks",
     "pathway_stats",
     "ppo",
+    "ppo_mask",
     "qrdqn",
     "record_pathway_stats",
     "register_objective",
@@ -57,4 +60,5 @@ __all__ = [
     "td3",
     "tqc",
     "training_flops",
+    "trpo",
 ]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from sb3_contrib.common.maskable.distributions import MaskableCategoricalDistribution
 from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
-from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_pathways.masking.layers import MASKED_LAYER_TYPES
 from sb3_pathways.policies import ActionHead, DeploymentSpec, PathwayPolicyMixin
@@ -41,13 +41,16 @@ class ActorCriticPathways(PathwayPolicyMixin):
 
 
 class OnPolicyPathways(PathwayPolicyMixin):
-    """``ActorCriticPolicy`` layout (PPO, A2C): networks ``"actor"`` (policy MLP and action
-    head), ``"critic"`` (value MLP and value head) and, when the features extractor is shared
-    and has weights (e.g. NatureCNN), ``"features_extractor"``. The ``log_std`` parameter is
-    not masked."""
+    """``ActorCriticPolicy`` layout (PPO, A2C, TRPO, MaskablePPO): networks ``"actor"``
+    (policy MLP and action head), ``"critic"`` (value MLP and value head) and, when the
+    features extractor is shared and has weights (e.g. NatureCNN), ``"features_extractor"``.
+    The ``log_std`` parameter is not masked."""
+
+    features_extractor: Any
+    share_features_extractor: bool
+    action_dist: Any
 
     def pathway_network_paths(self) -> dict[str, list[str]]:
-        assert isinstance(self, ActorCriticPolicy)
         networks: dict[str, list[str]] = {}
         extractor_has_weights = any(
             isinstance(module, tuple(MASKED_LAYER_TYPES)) for module in self.features_extractor.modules()
@@ -59,9 +62,8 @@ class OnPolicyPathways(PathwayPolicyMixin):
         return networks
 
     def deployment_spec(self) -> DeploymentSpec:
-        assert isinstance(self, ActorCriticPolicy)
         head: ActionHead
-        if isinstance(self.action_dist, CategoricalDistribution):
+        if isinstance(self.action_dist, (CategoricalDistribution, MaskableCategoricalDistribution)):
             head = "argmax"
         elif isinstance(self.action_dist, DiagGaussianDistribution):
             head = "clip"

@@ -17,12 +17,14 @@ from stable_baselines3.common.vec_env import VecMonitor, is_vecenv_wrapped
 
 from sb3_pathways.masking.optimizer_state import validate_optimizer_state
 from sb3_pathways.policies import pathway_policy
+from sb3_pathways.schedules import SparsitySchedule
 from sb3_pathways.scoring.data import newest_transitions, select_transitions, stored_transitions
 from sb3_pathways.scoring.objectives import Objective, objective_for
 from sb3_pathways.stats import pathway_records, record_pathway_stats
-from sb3_pathways.updaters.base import DiscoveryState, MaskUpdater, UpdateContext
+from sb3_pathways.updaters.base import DiscoveryState, Masks, MaskUpdater, UpdateContext
 from sb3_pathways.updaters.dapd import DAPDUpdater, SNIPUpdater
 from sb3_pathways.updaters.evolution import RigLUpdater, SETUpdater
+from sb3_pathways.updaters.magnitude import GradualMagnitudeUpdater
 from sb3_pathways.validation import optional_fraction, optional_positive_int, positive_int
 
 #: attribute of the model that holds the discovery state (saved in the model zip)
@@ -85,12 +87,15 @@ class PathwayUpdateCallback(BaseCallback):
     :param updater: the mask update rule
     :param update_freq: ``"episode"`` (update when an episode ends: as Monitor reports it
         when the environment has one, so a lost life under ``AtariWrapper`` is not an end) or
-        a number of environment steps between updates
+        a number of environment steps between updates (the schedule's; see ``schedule``)
     :param window: transitions the rule sees at each update; default max(batch size, length
         of the last episode). The initial discovery sees everything collected so far.
     :param window_samples: ``None``: the rule sees each transition of the window once; a
         number: it sees that many drawn at random, with replacement, from the window (as the
         DAPD reference, which draws one batch)
+    :param schedule: when updates happen and what they aim at
+        (:class:`~sb3_pathways.schedules.SparsitySchedule`), instead of ``update_freq``,
+        ``max_warmup_steps`` and ``end_fraction``
     :param discover_from: off-policy, when the initial pathway is chosen:
         ``"learning_starts"`` (from everything collected before the first gradient step) or
         ``"first_batch"`` (as soon as the buffer holds one batch; updates then go on through
@@ -102,7 +107,8 @@ class PathwayUpdateCallback(BaseCallback):
     :param freeze_window: training episodes averaged by the ``"rollout"`` metric
     :param continual: keep updating after the threshold is reached (the step at which it
         was reached is still recorded)
-    :param max_warmup_steps: freeze once training reaches this many environment steps
+    :param max_warmup_steps: freeze once training reaches this many environment steps (the
+        schedule's ``max_steps``)
     :param end_fraction: freeze once training reaches this share of the ``learn`` call's
         steps after ``learning_starts`` (the end of the rule's schedule); ``None``: no such end
     :param optimizer_state: what happens to the optimizer statistics of weights that join or
@@ -125,16 +131,22 @@ class PathwayUpdateCallback(BaseCallback):
         optimizer_state: str = "reset",
         window_samples: int | None = None,
         discover_from: str = "learning_starts",
+        schedule: SparsitySchedule | None = None,
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
         if not isinstance(updater, MaskUpdater):
             raise TypeError(f"updater must be a MaskUpdater, got {updater!r}")
-        if update_freq != "episode":
-            try:
-                positive_int(update_freq, "update_freq")
-            except ValueError:
-                raise ValueError(f"update_freq must be 'episode' or a positive int, got {update_freq!r}") from None
+        if schedule is None:
+            schedule = SparsitySchedule(
+                update_freq=update_freq,
+                end_fraction=end_fraction,
+                max_steps=optional_positive_int(max_warmup_steps, "max_warmup_steps"),
+            )
+        elif not isinstance(schedule, SparsitySchedule):
+            raise TypeError(f"schedule must be a SparsitySchedule or None, got {schedule!r}")
+        elif (update_freq, max_warmup_steps, end_fraction) != ("episode", None, None):
+            raise ValueError("give either schedule or update_freq / max_warmup_steps / end_fraction, not both")
         if discover_from not in DISCOVER_FROM:
             raise ValueError(f"discover_from must be one of {DISCOVER_FROM}, got {discover_from!r}")
         if freeze_metric not in FREEZE_METRICS:
@@ -144,7 +156,7 @@ class PathwayUpdateCallback(BaseCallback):
         ):
             raise ValueError(f"freeze_threshold must be a number or None, got {freeze_threshold!r}")
         self.updater = updater
-        self.update_freq = update_freq
+        self.schedule = schedule
         self.window = optional_positive_int(window, "window")
         self.window_samples = optional_positive_int(window_samples, "window_samples")
         self.discover_from = discover_from
@@ -153,15 +165,24 @@ class PathwayUpdateCallback(BaseCallback):
         self.freeze_metric = freeze_metric
         self.freeze_window = positive_int(freeze_window, "freeze_window")
         self.continual = bool(continual)
-        self.max_warmup_steps = optional_positive_int(max_warmup_steps, "max_warmup_steps")
-        self.end_fraction = optional_fraction(end_fraction, "end_fraction")
         self.optimizer_state = validate_optimizer_state(optimizer_state)
-        self._end_step: int | None = None
         self._eval_callback: EvalCallback | None = None
         self._episode_ended = False
         self._monitored = False
         self._episode_steps = np.zeros(1, dtype=np.int64)
         self._last_episode_length: int | None = None
+
+    @property
+    def update_freq(self) -> int | str:
+        return self.schedule.update_freq
+
+    @property
+    def max_warmup_steps(self) -> int | None:
+        return self.schedule.max_steps
+
+    @property
+    def end_fraction(self) -> float | None:
+        return self.schedule.end_fraction
 
     @property
     def state(self) -> DiscoveryState:
@@ -179,10 +200,8 @@ class PathwayUpdateCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._monitored = has_episode_statistics(self.model)
-        if self.end_fraction is not None:
-            # a share of the steps that train, so the warm-up never ends before it began
-            first = min(getattr(self.model, "learning_starts", 0), self.model._total_timesteps)
-            self._end_step = first + int(self.end_fraction * (self.model._total_timesteps - first))
+        # shares of the steps that train, so the warm-up never ends before it began
+        self.schedule.begin(getattr(self.model, "learning_starts", 0), self.model._total_timesteps)
         if self.freeze_threshold is None:
             return
         if self.freeze_metric == "rollout":
@@ -231,7 +250,8 @@ class PathwayUpdateCallback(BaseCallback):
             state.initialised = True
         was_frozen = state.frozen
         self._check_freeze()  # no update once the end of the schedule is reached
-        if not updated and (not state.frozen or self.continual) and self._update_due():
+        due = self.schedule.started(self.num_timesteps) and self._update_due()
+        if not updated and (not state.frozen or self.continual) and due:
             self._update(self._window())
             updated = True
         self._check_freeze()
@@ -253,9 +273,7 @@ class PathwayUpdateCallback(BaseCallback):
         return self.model.rollout_buffer
 
     def _update_due(self) -> bool:
-        if self.update_freq == "episode":
-            return self._episode_ended
-        return self.num_timesteps - self.state.last_update_step >= int(self.update_freq)
+        return self.schedule.update_due(self.num_timesteps, self.state.last_update_step, self._episode_ended)
 
     def _window(self) -> int:
         if self.window is not None:
@@ -264,22 +282,35 @@ class PathwayUpdateCallback(BaseCallback):
         return max(batch_size, self._last_episode_length or 0)
 
     def _update(self, window: int, initial: bool = False) -> None:
-        state = self.state
-        policy = pathway_policy(self.model, type(self).__name__)
-        pathways = policy.pathways()
-        context = UpdateContext(
+        context = self._context(window)
+        self._install(context, self.updater.initial_masks(context) if initial else self.updater.update_masks(context))
+
+    def _final_update(self) -> None:
+        """What the rule's masks become when the schedule ends (most rules: nothing new)."""
+        if self.state.initialised:
+            context = self._context(self._window())
+            masks = self.updater.final_masks(context)
+            if masks:
+                self._install(context, masks)
+
+    def _context(self, window: int) -> UpdateContext:
+        return UpdateContext(
             model=self.model,
-            pathways=pathways,
-            state=state,
+            pathways=pathway_policy(self.model, type(self).__name__).pathways(),
+            state=self.state,
             step=self.num_timesteps,
-            end_step=self._end_step,
+            end_step=self.schedule.end_step,
+            schedule=self.schedule,
             batch=self._scored_transitions(window) if self.updater.needs_data else None,
         )
-        masks = self.updater.initial_masks(context) if initial else self.updater.update_masks(context)
+
+    def _install(self, context: UpdateContext, masks: Masks) -> None:
+        """Install new masks (targets and optimizer state follow), log and count the update."""
+        state = self.state
         grown_value = 0.0 if self.updater.grow_at_zero else None
         changes = {}
-        for name in pathways:
-            change = pathways[name].set_masks(masks[name], grown_value, self.optimizer_state) if name in masks else 0.0
+        for name, network in context.pathways.items():
+            change = network.set_masks(masks[name], grown_value, self.optimizer_state) if name in masks else 0.0
             changes[name] = change
             self.logger.record(f"pathways/{name}/mask_change", change)
             if self.verbose >= 1:
@@ -314,9 +345,9 @@ class PathwayUpdateCallback(BaseCallback):
                 state.threshold_step = self.num_timesteps
                 if not self.continual:
                     self._freeze(f"{self.freeze_metric} return {value:.1f} >= {self.freeze_threshold}")
-        ends = [step for step in (self.max_warmup_steps, self._end_step) if step is not None]
-        if not state.frozen and ends and self.num_timesteps >= min(ends):
-            self._freeze(f"step {min(ends)} reached")
+        if not state.frozen and self.schedule.ended(self.num_timesteps):
+            self._final_update()
+            self._freeze(f"step {self.schedule.end_step} reached")
 
     def _freeze(self, reason: str) -> None:
         self.state.frozen = True
@@ -388,7 +419,7 @@ class DAPDCallback(PathwayUpdateCallback):
         one batch is stored, rescoring through the random steps, as the reference)
     :param objective: ``(model, batch) -> {network name: loss}`` to score instead of the
         algorithm's registered loss, e.g.
-        :func:`~sb3_pathways.scoring.objectives.sac_reference_objective` (the reference's)
+        :func:`~sb3_pathways.sac.sac_reference_objective` (the reference's)
     :param verbose: 1 prints mask updates and the freeze
     """
 
@@ -445,6 +476,12 @@ class SNIPCallback(PathwayUpdateCallback):
         super().__init__(SNIPUpdater(score_at=score_at), update_freq="episode", max_warmup_steps=1, verbose=verbose)
 
 
+def _drop_and_grow(update_interval: int, drop_fraction: float, end_fraction: float) -> SparsitySchedule:
+    """SET's and RigL's schedule: an update every ``update_interval`` steps, the drop fraction
+    decaying (cosine) to 0 at ``end_fraction`` of training."""
+    return SparsitySchedule(update_freq=update_interval, drop_fraction=drop_fraction, end_fraction=end_fraction)
+
+
 class SETCallback(PathwayUpdateCallback):
     """
     SET (Mocanu et al., 2018): every ``update_interval`` steps each layer replaces its
@@ -461,7 +498,7 @@ class SETCallback(PathwayUpdateCallback):
     def __init__(
         self, update_interval: int = 1000, drop_fraction: float = 0.5, end_fraction: float = 0.8, verbose: int = 0
     ) -> None:
-        super().__init__(SETUpdater(drop_fraction), update_freq=update_interval, end_fraction=end_fraction, verbose=verbose)
+        super().__init__(SETUpdater(), schedule=_drop_and_grow(update_interval, drop_fraction, end_fraction), verbose=verbose)
 
 
 class RigLCallback(PathwayUpdateCallback):
@@ -484,10 +521,41 @@ class RigLCallback(PathwayUpdateCallback):
         window: int | None = None,
         verbose: int = 0,
     ) -> None:
-        super().__init__(
-            RigLUpdater(drop_fraction),
+        schedule = _drop_and_grow(update_interval, drop_fraction, end_fraction)
+        super().__init__(RigLUpdater(), window=window, schedule=schedule, verbose=verbose)
+
+
+class GMPCallback(PathwayUpdateCallback):
+    """
+    Gradual magnitude pruning (Zhu & Gupta, 2017): the networks start dense (or at
+    ``initial_sparsity``) and every ``update_interval`` steps between ``start_fraction`` and
+    ``end_fraction`` of training keep their largest weights at a sparsity that ramps (cubic)
+    to the policy's own; from ``end_fraction`` on the pathway is fixed at that sparsity.
+    Defaults follow Graesser et al., "The State of Sparse Training in Deep RL" (ICML 2022):
+    pruning from 20% to 80% of training.
+
+    :param update_interval: environment steps between updates
+    :param initial_sparsity: sparsity when pruning starts (0: dense)
+    :param start_fraction: share of the training steps after which pruning starts
+    :param end_fraction: share of the training steps at which the policy's sparsity is reached
+    :param power: exponent of the ramp (3 as Zhu & Gupta)
+    :param verbose: verbosity level
+    """
+
+    def __init__(
+        self,
+        update_interval: int = 1000,
+        initial_sparsity: float = 0.0,
+        start_fraction: float = 0.2,
+        end_fraction: float = 0.8,
+        power: float = 3.0,
+        verbose: int = 0,
+    ) -> None:
+        schedule = SparsitySchedule(
             update_freq=update_interval,
-            window=window,
+            start_fraction=start_fraction,
             end_fraction=end_fraction,
-            verbose=verbose,
+            initial_sparsity=initial_sparsity,
+            sparsity_power=power,
         )
+        super().__init__(GradualMagnitudeUpdater(), schedule=schedule, verbose=verbose)

@@ -35,6 +35,9 @@ SparsitySpec = Union[float, Mapping[str, float]]
 MaskChooser = Callable[[NetworkPathway], Mapping[str, th.Tensor]]
 
 DEFAULT_SPARSITY = 0.95
+#: a full check that dormant weights are zeros runs at the first and every this many
+#: ``set_training_mode(False)`` calls (a replaced weight tensor is checked at every call)
+FULL_DORMANT_CHECK_EVERY = 100
 
 ActionHead = Literal["unscale", "clip", "argmax", "quantile_argmax"]
 
@@ -116,6 +119,10 @@ class PathwayPolicyMixin(BasePolicy):
 
     #: target module path -> the online module path whose masks it uses
     pathway_targets: ClassVar[dict[str, str]] = {}
+    #: the algorithm replaces weight tensors itself (``param.data = ...``, TRPO): the masks
+    #: are applied again before the next forward pass whenever that happened
+    weights_written_directly: ClassVar[bool] = False
+    _dormant_checks: int = 0
     #: masks per layer (the leading dimension of ``weight_mask``); one per task in multi-task
     n_pathways: int = 1
     task_router: TaskRouter | None = None
@@ -196,7 +203,9 @@ class PathwayPolicyMixin(BasePolicy):
         """
         self._check_covers_outputs()  # check the sparsity before touching the networks
         for path in [*self._online_paths(), *self.pathway_targets]:
-            convert_to_masked(self.get_submodule(path), self.n_pathways)
+            for layer in convert_to_masked(self.get_submodule(path), self.n_pathways):
+                if self.weights_written_directly:
+                    layer.remask_replaced_weights()
         if self.n_pathways > 1:
             self._setup_task_routing()
         for network in self.pathways().values():
@@ -302,7 +311,18 @@ class PathwayPolicyMixin(BasePolicy):
                 check_covers_outputs([shapes[layer_name] for layer_name in group], budget, where)
 
     def pathways(self) -> dict[str, NetworkPathway]:
-        """The pathway of every network, keyed by network name."""
+        """The pathway of every network, keyed by network name: built once, with the
+        optimizers looked up again at every call (an algorithm may replace them)."""
+        built = self.__dict__.get("_pathways")
+        if built is None:
+            built = self._build_pathways()
+            self.__dict__["_pathways"] = built
+        optimizers = self.optimizers()
+        for network in built.values():
+            network.optimizers = optimizers
+        return built
+
+    def _build_pathways(self) -> dict[str, NetworkPathway]:
         keep_ratios = self.keep_ratios()
         optimizers = self.optimizers()
         by_layer: dict[int, tuple[NetworkPathway, str]] = {}
@@ -322,6 +342,48 @@ class PathwayPolicyMixin(BasePolicy):
                     pathway, layer_name = by_layer[id(online.get_submodule(sub_name))]
                     pathway.followers.setdefault(layer_name, []).append(module)
         return result
+
+    def set_training_mode(self, mode: bool) -> None:
+        super().set_training_mode(mode)
+        if not mode:
+            self.check_dormant_weights()
+
+    def check_dormant_weights(self) -> None:
+        """
+        Raise if a dormant weight is no longer an exact zero. SB3 algorithms leave training
+        mode after every ``train()`` call, so an algorithm that writes its weights past the
+        gradient mask is stopped early instead of training a dense network silently: a
+        replaced weight tensor (``param.data = ...``) is checked at once, in-place writes at
+        the first check and every ``FULL_DORMANT_CHECK_EVERY`` checks after it. Policies
+        with ``weights_written_directly`` apply their masks again instead.
+        """
+        self._dormant_checks += 1
+        layers = self._online_masked_layers()
+        pointers = [layer.weight.data_ptr() for _, layer in layers]
+        if pointers == self.__dict__.get("_weight_pointers") and self._dormant_checks % FULL_DORMANT_CHECK_EVERY != 1:
+            return
+        for name, layer in layers:
+            replaced = layer.weight_replaced()
+            if replaced and self.weights_written_directly:
+                layer.remask_if_replaced()
+            elif not layer.dormant_weights_are_zero():
+                raise RuntimeError(
+                    f"dormant weights of {name} are no longer zero after a training step of "
+                    f"{type(self).__module__}.{type(self).__qualname__}: the algorithm wrote its weights past the "
+                    "gradient mask. Pathway policies support the algorithms that sb3_pathways registers "
+                    "(sb3_pathways.registry); a policy whose algorithm replaces weight tensors itself sets "
+                    "weights_written_directly = True."
+                )
+            layer.note_weight_storage()
+        self.__dict__["_weight_pointers"] = [layer.weight.data_ptr() for _, layer in layers]
+
+    def _online_masked_layers(self) -> list[tuple[str, MaskedWeightMixin]]:
+        """(weight name, layer) of every masked layer of the online networks, found once."""
+        found = self.__dict__.get("_online_layer_list")
+        if found is None:
+            found = [(name, layer) for network in self.pathways().values() for name, layer in network.layers.items()]
+            self.__dict__["_online_layer_list"] = found
+        return found
 
     def masked_layer(self, weight_name: str) -> MaskedWeightMixin:
         """The masked layer that holds a weight, e.g. ``"critic.qf0.0.weight"``."""

@@ -3,7 +3,6 @@ freeze step, mask heat maps, mask change per update, overlap between pathways)."
 
 from __future__ import annotations
 
-import json
 import math
 import zipfile
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from sb3_pathways.deploy import JOULES_PER_FLOP, dead_ends, estimate_energy, gra
 from sb3_pathways.masking.overlap import overlap_matrix
 from sb3_pathways.multitask.analysis import task_active_weights, task_overlap
 from sb3_pathways.policies import PathwayPolicyMixin, pathway_policy
+from sb3_pathways.registry import specs_with
 from sb3_pathways.stats import format_pathway_stats, get_masks, pathway_stats
 
 DPI = 100
@@ -70,20 +70,26 @@ def find_model(run_or_model: str | Path) -> Path:
 
 
 def algorithm_for(model_path: Path) -> type[BaseAlgorithm]:
-    """The algorithm class that saved a model zip, from its policy class (PPO and A2C, which
-    share policies, are told apart by PPO's ``n_epochs``)."""
-    from rl_zoo3.utils import ALGOS
+    """The algorithm class that saved a model zip: the registered algorithm whose pathway
+    policies (or their stock equivalents) include the zip's policy class, told apart by the
+    spec's ``saved_by`` where several share it (PPO / A2C / TRPO, TD3 / DDPG)."""
+    from stable_baselines3.common.save_util import json_to_data
 
     with zipfile.ZipFile(model_path) as archive:
-        data = json.loads(archive.read("data"))
-    module = str(data.get("policy_class", {}).get("__module__", ""))
-    parts = module.split(".")
-    name = parts[1] if len(parts) > 1 else ""
-    if name in ("common", "ppo", "a2c"):
-        name = "ppo" if "n_epochs" in data else "a2c"
-    if name not in ALGOS:
-        raise ReportError(f"cannot tell which algorithm saved {model_path} (policy module {module!r}); pass --algo")
-    return ALGOS[name]
+        data = json_to_data(archive.read("data").decode())
+    policy_class = data.get("policy_class")
+    candidates = [
+        spec
+        for spec in specs_with("policies")
+        if policy_class in spec.policies.values()
+        or (isinstance(policy_class, type) and spec.pathway_equivalent(policy_class) is not None)
+    ]
+    saved_by = [spec for spec in candidates if spec.saved_by(data)]
+    if len(saved_by) != 1:
+        name = getattr(policy_class, "__qualname__", repr(policy_class))
+        found = [spec.name for spec in saved_by or candidates]
+        raise ReportError(f"cannot tell which algorithm saved {model_path} (policy {name}, candidates {found}); pass --algo")
+    return saved_by[0].algorithm
 
 
 def load_run(run_or_model: str | Path, algo: str | None = None) -> LoadedRun:

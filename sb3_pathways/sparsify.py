@@ -7,7 +7,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.policies import PathwayPolicyMixin, SparsitySpec, validate_sparsity
-from sb3_pathways.registry import PATHWAY_EQUIVALENTS
+from sb3_pathways.registry import pathway_equivalent, specs_with
 
 SPARSIFY_METHODS = ("magnitude", "random")
 
@@ -32,10 +32,21 @@ def sparsify(model: BaseAlgorithm, sparsity: SparsitySpec = 0.95, method: str = 
     policy = model.policy
     if isinstance(policy, PathwayPolicyMixin):
         raise TypeError("sparsify: the model already has a pathway policy; its masks are changed by a mask updater")
-    pathway_class = PATHWAY_EQUIVALENTS.get(type(policy))
+    pathway_class = pathway_equivalent(model)
     if pathway_class is None:
-        accepted = sorted({cls.__module__ + "." + cls.__qualname__ for cls in PATHWAY_EQUIVALENTS})
-        raise TypeError(f"sparsify: policy class {type(policy).__qualname__} is not supported; accepted: {accepted}")
+        accepted = sorted(
+            {
+                f"{spec.name}: {stock.__module__}.{stock.__qualname__}"
+                for spec in specs_with("policies")
+                for policy in spec.policies.values()
+                for stock in policy.__bases__
+                if not issubclass(stock, PathwayPolicyMixin)
+            }
+        )
+        raise TypeError(
+            f"sparsify: {type(model).__name__} with policy class {type(policy).__qualname__} is not supported; "
+            f"accepted: {accepted}"
+        )
 
     stock_class = type(policy)
     policy.__class__ = pathway_class

@@ -14,13 +14,24 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from sb3_contrib import QRDQN, TQC, CrossQ
+from sb3_contrib import QRDQN, TQC, TRPO, CrossQ, MaskablePPO
+from sb3_contrib.common.wrappers import ActionMasker
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import sb3_pathways  # registers the aliases
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+MASKED_CARTPOLE = "sb3_pathways_tests/MaskedCartPole-v1"
+
+
+def _masked_cartpole() -> gym.Env:
+    """CartPole whose action masks forbid pushing left once the cart is right of centre."""
+    return ActionMasker(gym.make("CartPole-v1"), lambda env: np.array([env.unwrapped.state[0] < 0.0, True]))
+
+
+if MASKED_CARTPOLE not in gym.registry:
+    gym.register(MASKED_CARTPOLE, entry_point=_masked_cartpole)
 
 
 def _load_benchmark(name: str) -> ModuleType:
@@ -83,6 +94,8 @@ ALGO_CASES = [
     ),
     AlgoCase(PPO, "CartPole-v1", dict(n_steps=64, batch_size=32, n_epochs=2), ("actor", "critic")),
     AlgoCase(A2C, "Pendulum-v1", dict(n_steps=8), ("actor", "critic")),
+    AlgoCase(TRPO, "Pendulum-v1", dict(n_steps=64, batch_size=32), ("actor", "critic")),
+    AlgoCase(MaskablePPO, MASKED_CARTPOLE, dict(n_steps=64, batch_size=32, n_epochs=2), ("actor", "critic")),
 ]
 
 

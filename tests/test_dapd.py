@@ -13,7 +13,6 @@ import pytest
 import torch as th
 import torch.nn.functional as F
 from conftest import AlgoCase, assert_every_output_unit_has_an_input
-from sb3_contrib import TRPO
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import CallbackList, EvalCallback
@@ -26,8 +25,9 @@ import sb3_pathways
 from sb3_pathways import DAPDCallback, PathwayUpdateCallback, connection_sensitivity
 from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.masking.selection import keep_count
+from sb3_pathways.registry import algorithm_spec
+from sb3_pathways.sac import REFERENCE_SCORING_ENTROPY_WEIGHT, sac_objective, sac_reference_objective
 from sb3_pathways.scoring.data import newest_replay_transitions, newest_transitions
-from sb3_pathways.scoring.objectives import REFERENCE_SCORING_ENTROPY_WEIGHT, sac_objective, sac_reference_objective
 from sb3_pathways.updaters.base import DiscoveryState, Masks, UpdateContext
 from sb3_pathways.updaters.dapd import DAPDUpdater, dapd_masks, normalise
 
@@ -332,8 +332,8 @@ def test_bad_arguments_are_rejected_at_construction(kwargs: dict, message: str) 
 def test_misuse_is_reported_at_training_start() -> None:
     with pytest.raises(TypeError, match="DAPDCallback needs a model with a pathway policy"):
         SAC("MlpPolicy", "Pendulum-v1").learn(10, callback=DAPDCallback())
-    with pytest.raises(TypeError, match=r"no training objective is registered for TRPO.*register_objective"):
-        TRPO(sb3_pathways.ppo.PathwayPolicy, "CartPole-v1").learn(10, callback=DAPDCallback())
+    with pytest.raises(TypeError, match=r"no training objective is registered for PlainOnPolicy.*register_objective"):
+        _plain_on_policy().learn(10, callback=DAPDCallback())
     bare = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
     with pytest.raises(ValueError, match="freeze_metric='rollout' needs episode statistics"):
         SAC("PathwayPolicy", bare).learn(10, callback=DAPDCallback(freeze_threshold=-200))
@@ -342,27 +342,47 @@ def test_misuse_is_reported_at_training_start() -> None:
         SAC("PathwayPolicy", "Pendulum-v1").learn(10, callback=DAPDCallback(freeze_threshold=-200, freeze_metric="eval"))
 
 
+class PlainOnPolicy(OnPolicyAlgorithm):
+    """An on-policy algorithm sb3_pathways does not know (its training step does nothing)."""
+
+    def train(self) -> None:
+        pass
+
+
+def _plain_on_policy() -> PlainOnPolicy:
+    return PlainOnPolicy(
+        sb3_pathways.ppo.PathwayPolicy,
+        "CartPole-v1",
+        learning_rate=3e-4,
+        n_steps=64,
+        gamma=0.99,
+        gae_lambda=0.95,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        use_sde=False,
+        sde_sample_freq=-1,
+        seed=0,
+        policy_kwargs=dict(net_arch=[64, 64]),
+    )
+
+
 def test_register_objective_adds_an_algorithm() -> None:
-    def trpo_value_objective(model, batch):
+    def value_objective(model, batch):
         values, _, _ = model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
-        loss = F.mse_loss(batch.returns, values.flatten())
-        return {"critic": loss}
+        return {"critic": F.mse_loss(batch.returns, values.flatten())}
 
-    sb3_pathways.register_objective(TRPO, trpo_value_objective)
-    try:
-        model = TRPO(sb3_pathways.ppo.PathwayPolicy, "CartPole-v1", n_steps=64, batch_size=64, seed=0)
-        critic_before = {n: m.clone() for n, m in sb3_pathways.get_masks(model).items() if "value" in n}
-        actor_before = {n: m.clone() for n, m in sb3_pathways.get_masks(model).items() if "value" not in n}
-        model.learn(64, callback=DAPDCallback())
-        after = sb3_pathways.get_masks(model)
-        assert any(not th.equal(after[n], m) for n, m in critic_before.items())
-        assert all(th.equal(after[n], m) for n, m in actor_before.items())  # no loss for the actor: unchanged
-    finally:
-        from sb3_pathways.scoring.objectives import _OBJECTIVES
-
-        _OBJECTIVES.pop(TRPO, None)
+    sb3_pathways.register_objective(PlainOnPolicy, value_objective)
+    model = _plain_on_policy()
+    critic_before = {n: m.clone() for n, m in sb3_pathways.get_masks(model).items() if "value" in n}
+    actor_before = {n: m.clone() for n, m in sb3_pathways.get_masks(model).items() if "value" not in n}
+    model.learn(64, callback=DAPDCallback())
+    after = sb3_pathways.get_masks(model)
+    assert any(not th.equal(after[n], m) for n, m in critic_before.items())
+    assert all(th.equal(after[n], m) for n, m in actor_before.items())  # no loss for the actor: unchanged
+    assert algorithm_spec(PlainOnPolicy).objective is value_objective  # type: ignore[union-attr]
     with pytest.raises(TypeError, match="algorithm must be a BaseAlgorithm subclass"):
-        sb3_pathways.register_objective(object, trpo_value_objective)  # type: ignore[arg-type]
+        sb3_pathways.register_objective(object, value_objective)  # type: ignore[arg-type]
 
 
 def test_newest_transitions_across_envs_and_wrap_around() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 
 import pytest
-from sb3_contrib import ARS, TRPO, MaskablePPO, RecurrentPPO
+import torch as th
+from sb3_contrib import ARS, TRPO, RecurrentPPO
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.logger import configure
 
 import sb3_pathways
 from sb3_pathways import PathwayLoggerCallback, get_masks
+from sb3_pathways.policies import FULL_DORMANT_CHECK_EVERY
 from sb3_pathways.report import mask_figure
 
 
@@ -61,10 +63,36 @@ def test_sparsity_is_logged(tmp_path) -> None:
     assert int(rows[-1]["pathways/actor/active"]) == sb3_pathways.pathway_stats(model)["actor"].active
 
 
-@pytest.mark.parametrize("algorithm", [ARS, MaskablePPO, RecurrentPPO, TRPO], ids=lambda a: a.__name__)
+@pytest.mark.parametrize("algorithm", [ARS, RecurrentPPO], ids=lambda a: a.__name__)
 def test_algorithms_without_pathway_policies_say_which_have_them(algorithm) -> None:
     with pytest.raises(ValueError, match=rf"{algorithm.__name__} has no pathway policy in sb3_pathways yet; .*SAC, TQC"):
         algorithm("PathwayPolicy", "CartPole-v1", device="cpu")
+
+
+def test_an_algorithm_writing_weights_past_the_gradient_mask_is_stopped() -> None:
+    # TRPO's line search assigns param.data: with PPO's pathway policy (which does not apply
+    # its masks again) the first training step is refused, with TRPO's own it keeps zeros
+    wrong = TRPO(sb3_pathways.ppo.PathwayPolicy, "Pendulum-v1", n_steps=64, batch_size=32, device="cpu", seed=0)
+    with pytest.raises(RuntimeError, match=r"dormant weights of mlp_extractor\.policy_net\.0\.weight are no longer zero"):
+        wrong.learn(128)  # stopped when the second rollout starts, after one training step
+    right = TRPO("PathwayPolicy", "Pendulum-v1", n_steps=64, batch_size=32, device="cpu", seed=0)
+    right.learn(128)
+    for name, mask in get_masks(right).items():
+        assert th.count_nonzero(right.policy.get_parameter(name)[~mask]) == 0, name
+
+
+def test_in_place_writes_to_dormant_weights_are_caught_by_the_periodic_check() -> None:
+    model = PPO("PathwayPolicy", "CartPole-v1", n_steps=64, batch_size=32, device="cpu", seed=0)
+    model.learn(64)
+    policy = model.policy
+    layer = policy.masked_layer("action_net.weight")
+    with th.no_grad():
+        layer.weight.add_(0.01)  # in place: the storage stays, only a full check sees it
+    calls_to_next_full_check = (1 - policy._dormant_checks) % FULL_DORMANT_CHECK_EVERY or FULL_DORMANT_CHECK_EVERY
+    for _ in range(calls_to_next_full_check - 1):
+        policy.set_training_mode(False)  # storage unchanged: only the periodic full check looks
+    with pytest.raises(RuntimeError, match=r"dormant weights of action_net\.weight are no longer zero"):
+        policy.set_training_mode(False)
 
 
 def test_mask_heat_map_names_its_axes_colours_shapes_and_run() -> None:

@@ -15,7 +15,7 @@ from torch import nn
 
 from sb3_pathways import export_onnx, export_pathway
 from sb3_pathways.deploy import CSRLinear, prune_action_network, remove_dead_neurons
-from sb3_pathways.deploy.export import LinearStage
+from sb3_pathways.deploy.chains import LinearStage
 
 
 def _hand_made_stages() -> list[LinearStage]:

@@ -26,6 +26,7 @@ EXPECTED = {
     "a2c": {"CartPole-v1", "Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"},
     "dqn": {"CartPole-v1", "atari", "BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"},
     "qrdqn": {"CartPole-v1", "atari", "BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"},
+    "trpo": {"CartPole-v1", "Pendulum-v1"},
 }
 
 

@@ -109,11 +109,11 @@ def test_variants_are_stored_apart_and_cuda_without_cuda_warns(learning, tmp_pat
 
 
 def test_an_objective_named_in_the_dapd_arguments_is_imported(learning) -> None:
-    from sb3_pathways.scoring.objectives import sac_reference_objective
+    from sb3_pathways.sac import sac_reference_objective
 
-    named = {"moving_average": 1, "objective": "sb3_pathways.scoring.objectives:sac_reference_objective"}
+    named = {"moving_average": 1, "objective": "sb3_pathways.sac:sac_reference_objective"}
     assert learning._resolve_objective(named) == {"moving_average": 1, "objective": sac_reference_objective}
-    assert named["objective"] == "sb3_pathways.scoring.objectives:sac_reference_objective"  # the record keeps the name
+    assert named["objective"] == "sb3_pathways.sac:sac_reference_objective"  # the record keeps the name
 
 
 def test_a_call_summarises_the_runs_of_earlier_calls_too(learning, tmp_path: Path) -> None:

@@ -14,13 +14,17 @@ from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.masking.optimizer_state import START_STEP_KEY
 from sb3_pathways.masking.selection import keep_count
 from sb3_pathways.policies import PathwayPolicyMixin
+from sb3_pathways.registry import algorithm_spec
 
 
 def test_string_alias_and_class_give_the_same_policy(case: AlgoCase) -> None:
     by_name = case.make("PathwayPolicy")
-    module = getattr(sb3_pathways, case.id.lower())
-    by_class = case.make(module.PathwayPolicy)
-    assert type(by_name.policy) is module.PathwayPolicy is type(by_class.policy)
+    spec = algorithm_spec(case.algo)
+    assert spec is not None and spec.algorithm is case.algo  # each algorithm has its own spec
+    policy_class = spec.policies["PathwayPolicy"]
+    assert policy_class.__module__ == f"sb3_pathways.{policy_class.__module__.rsplit('.', 1)[-1]}"  # one module each
+    by_class = case.make(policy_class)
+    assert type(by_name.policy) is policy_class is type(by_class.policy)
     assert isinstance(by_name.policy, PathwayPolicyMixin)
     for alias in ("PathwayCnnPolicy", "PathwayMultiInputPolicy"):
         stock = alias.replace("Pathway", "")
@@ -96,8 +100,13 @@ def test_dormant_weights_get_zero_gradient_and_do_not_drift(case: AlgoCase) -> N
 def test_optimizer_moments_reset_when_weight_leaves_the_pathway(case: AlgoCase) -> None:
     model = case.make(sparsity=0.5)
     model.learn(300)
-    network = next(iter(model.policy.pathways().values()))
-    name, layer = next(iter(network.layers.items()))
+    # the first layer an optimizer holds (TRPO's actor is written by its line search instead)
+    network, name, layer = next(
+        (network, name, layer)
+        for network in model.policy.pathways().values()
+        for name, layer in network.layers.items()
+        if any(layer.weight in optimizer.state for optimizer in network.optimizers)
+    )
     leaving = layer.weight_mask[0].clone()
     # drop half of the layer's active weights, bring the same number back
     active_idx = leaving.flatten().nonzero().flatten()

@@ -11,9 +11,19 @@ from conftest import ALGO_CASES, AlgoCase, assert_every_output_unit_has_an_input
 from stable_baselines3 import SAC
 
 import sb3_pathways
-from sb3_pathways import DAPDCallback, PathwayLoggerCallback, RigLCallback, SETCallback, SNIPCallback
+from sb3_pathways import (
+    DAPDCallback,
+    GMPCallback,
+    PathwayLoggerCallback,
+    PathwayUpdateCallback,
+    RigLCallback,
+    SETCallback,
+    SNIPCallback,
+)
 from sb3_pathways.masking.selection import keep_count
-from sb3_pathways.updaters.evolution import cosine_drop_fraction, drop_and_grow
+from sb3_pathways.schedules import SparsitySchedule
+from sb3_pathways.updaters.base import Masks, UpdateContext
+from sb3_pathways.updaters.evolution import SETUpdater, drop_and_grow
 
 SAC_CASE = next(case for case in ALGO_CASES if case.id == "SAC")
 PPO_CASE = next(case for case in ALGO_CASES if case.id == "PPO")
@@ -127,10 +137,15 @@ def test_rigl_grows_where_the_gradient_is_largest() -> None:
 
 
 def test_cosine_drop_fraction() -> None:
-    assert cosine_drop_fraction(0.5, 0, 1000) == pytest.approx(0.5)
-    assert cosine_drop_fraction(0.5, 500, 1000) == pytest.approx(0.25)
-    assert cosine_drop_fraction(0.5, 1000, 1000) == 0.0
-    assert cosine_drop_fraction(0.3, 250, 1000) == pytest.approx(0.15 * (1 + math.cos(math.pi / 4)))
+    schedule = SparsitySchedule(drop_fraction=0.5, end_fraction=1.0)
+    schedule.begin(learning_starts=0, total_steps=1000)
+    assert schedule.drop_fraction_at(0) == pytest.approx(0.5)
+    assert schedule.drop_fraction_at(500) == pytest.approx(0.25)
+    assert schedule.drop_fraction_at(1000) == 0.0
+    schedule = SparsitySchedule(drop_fraction=0.3, end_fraction=1.0)
+    schedule.begin(learning_starts=0, total_steps=1000)
+    assert schedule.drop_fraction_at(250) == pytest.approx(0.15 * (1 + math.cos(math.pi / 4)))
+    assert SparsitySchedule(drop_fraction=0.3).drop_fraction_at(10**6) == 0.3  # no end: no decay
 
 
 @pytest.mark.parametrize(
@@ -163,3 +178,61 @@ def test_every_rule_leaves_every_output_unit_an_input(case: AlgoCase, make_callb
     assert model.pathway_discovery.n_updates >= 1
     assert_every_output_unit_has_an_input(model)
     _assert_exact_k(model, 0.95)
+
+
+def test_schedule_sparsity_ramp_is_zhu_and_gupta_cubic() -> None:
+    schedule = SparsitySchedule(update_freq=100, start_fraction=0.2, end_fraction=0.8, initial_sparsity=0.0)
+    schedule.begin(learning_starts=100, total_steps=1100)
+    assert (schedule.start_step, schedule.end_step) == (300, 900)
+    assert schedule.sparsity_at(200, 0.9) == 0.0  # before pruning starts
+    assert schedule.sparsity_at(600, 0.9) == pytest.approx(0.9 - 0.9 * 0.5**3)
+    assert schedule.sparsity_at(900, 0.9) == schedule.sparsity_at(5000, 0.9) == pytest.approx(0.9)
+    assert SparsitySchedule().sparsity_at(600, 0.9) == 0.9  # no initial sparsity: constant
+    assert schedule.keep_at(700, 1000, 0.1) == 133  # 100 + 900 * (1/3)^3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(start_fraction=1.0), r"start_fraction must be a float in \[0, 1\)"),
+        (dict(start_fraction=0.5, end_fraction=0.4), r"end_fraction \(0.4\) must not be below start_fraction \(0.5\)"),
+        (dict(drop_decay="linear"), r"drop_decay must be one of \('cosine', 'constant'\)"),
+        (dict(initial_sparsity=1.0), r"initial_sparsity must be a float in \[0, 1\) or None"),
+        (dict(sparsity_power=0), r"sparsity_power must be positive"),
+        (dict(max_steps=0), r"max_steps must be a positive int or None"),
+    ],
+)
+def test_schedule_rejects_bad_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SparsitySchedule(**kwargs)
+    with pytest.raises(ValueError, match="give either schedule or update_freq"):
+        PathwayUpdateCallback(SETUpdater(), update_freq=10, schedule=SparsitySchedule())
+
+
+def test_gmp_prunes_from_dense_to_the_policy_sparsity_and_never_regrows(case: AlgoCase) -> None:
+    seen: list[tuple[int, dict[str, th.Tensor]]] = []
+
+    class Recording(GMPCallback):
+        def _install(self, context: UpdateContext, masks: Masks) -> None:
+            super()._install(context, masks)
+            seen.append((self.num_timesteps, {name: m.clone() for name, m in sb3_pathways.get_masks(self.model).items()}))
+
+    model = case.make(sparsity=0.9)
+    callback = Recording(update_interval=100, start_fraction=0.2, end_fraction=0.8)
+    model.learn(1100, callback=callback)
+    schedule = callback.schedule
+    networks = model.policy.pathways()
+    actives = [sum(int(m.sum()) for m in masks.values()) for _, masks in seen]
+    total = sum(network.n_prunable for network in networks.values())
+    assert actives[0] == total  # dense at the start
+    assert actives == sorted(actives, reverse=True)  # only ever pruned
+    for (_, before), (_, after) in itertools.pairwise(seen):
+        assert all(not (after[name] & ~before[name]).any() for name in after), "a pruned weight came back"
+    for step, masks in seen[1:-1]:
+        expected = sum(schedule.keep_at(step, n.n_prunable, n.keep_ratio) for n in networks.values())
+        assert sum(int(m.sum()) for m in masks.values()) == expected
+    assert seen[-1][0] >= schedule.end_step and model.pathway_discovery.frozen
+    for network in networks.values():  # exactly k at the end, dormant weights zero
+        assert sum(int(layer.weight_mask.sum()) for layer in network.layers.values()) == network.n_keep
+        for layer in network.layers.values():
+            assert th.count_nonzero(layer.weight[~layer.active_mask]) == 0

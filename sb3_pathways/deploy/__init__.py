@@ -1,17 +1,10 @@
-"""Cost accounting (FLOPs, energy) and deployment of pathways."""
+"""Cost accounting (FLOPs, energy) and deployment of pathways: ``flops`` and ``energy`` count
+the cost, ``chains`` reads a pathway's linear chains and removes dead neurons, ``sparse_layers``
+chooses dense or CSR layers, ``export`` builds the deployable module, ``onnx`` writes it out."""
 
+from sb3_pathways.deploy.chains import ChainDeadEnds, PrunedChain, dead_ends, prune_action_network, remove_dead_neurons
 from sb3_pathways.deploy.energy import JOULES_PER_FLOP, EnergyCallback, TrainingCost, estimate_energy
-from sb3_pathways.deploy.export import (
-    ChainDeadEnds,
-    CSRLinear,
-    ExportedPathway,
-    PrunedChain,
-    dead_ends,
-    export_onnx,
-    export_pathway,
-    prune_action_network,
-    remove_dead_neurons,
-)
+from sb3_pathways.deploy.export import ExportedPathway, export_pathway
 from sb3_pathways.deploy.flops import (
     LayerFlops,
     TrainingFlops,
@@ -20,6 +13,8 @@ from sb3_pathways.deploy.flops import (
     register_training_passes,
     training_flops,
 )
+from sb3_pathways.deploy.onnx import export_onnx
+from sb3_pathways.deploy.sparse_layers import CSRLinear
 
 __all__ = [
     "JOULES_PER_FLOP",

@@ -8,20 +8,17 @@ forward pass of each features extractor on a sample observation.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch as th
-from sb3_contrib import QRDQN, TQC, CrossQ
-from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from sb3_pathways.masking.layers import MaskedConv2d, MaskedWeightMixin
 from sb3_pathways.policies import pathway_policy
+from sb3_pathways.registry import PassCounter, TrainingPasses, algorithm_spec, minibatch_size, specs_with, update_algorithm
 
 
 @dataclass
@@ -85,48 +82,15 @@ def forward_flops(model: Any, pathway: int = 0) -> dict[str, dict[str, LayerFlop
 #: FLOPs of a backward pass relative to its forward pass (gradients of the inputs and of the weights)
 BACKWARD_TO_FORWARD = 2
 
-#: network name -> (forward passes, backward passes) per batch sample in one gradient step
-TrainingPasses = dict[str, tuple[float, float]]
-PassCounter = Callable[[BaseAlgorithm], TrainingPasses]
 
-
-def _sac_passes(model: BaseAlgorithm) -> TrainingPasses:
-    # actor: next observations (target) and observations; critic: target, critic loss and actor loss
-    return {"actor": (2, 1), "critic": (3, 2)}
-
-
-def _td3_passes(model: BaseAlgorithm) -> TrainingPasses:
-    # the actor loss runs every policy_delay steps through the first Q-network only
-    actor_share = 1.0 / getattr(model, "policy_delay", 1)
-    first_q_share = actor_share / int(model.policy.critic.n_critics)  # type: ignore[union-attr, arg-type]
-    return {"actor": (1 + actor_share, actor_share), "critic": (2 + first_q_share, 1 + first_q_share)}
-
-
-def _crossq_passes(model: BaseAlgorithm) -> TrainingPasses:
-    # one joint critic pass over observations and next observations (two samples per sample)
-    actor_share = 1.0 / model.policy_delay  # type: ignore[attr-defined]
-    return {"actor": (1 + actor_share, actor_share), "critic": (2 + actor_share, 2 + actor_share)}
-
-
-def _q_learning_passes(model: BaseAlgorithm) -> TrainingPasses:
-    # target network and online network forward, online backward
+def q_learning_passes(model: BaseAlgorithm) -> TrainingPasses:
+    """DQN-family: the target network and the online network forward, the online one backward."""
     return {name: (2, 1) for name in pathway_policy(model, "training_flops").network_names}
 
 
-def _on_policy_passes(model: BaseAlgorithm) -> TrainingPasses:
+def on_policy_passes(model: BaseAlgorithm) -> TrainingPasses:
+    """PPO-family: one forward and one backward pass of every network per minibatch sample."""
     return {name: (1, 1) for name in pathway_policy(model, "training_flops").network_names}
-
-
-TRAINING_PASSES: dict[type[BaseAlgorithm], PassCounter] = {
-    SAC: _sac_passes,
-    TQC: _sac_passes,
-    CrossQ: _crossq_passes,
-    TD3: _td3_passes,
-    DQN: _q_learning_passes,
-    QRDQN: _q_learning_passes,
-    PPO: _on_policy_passes,
-    A2C: _on_policy_passes,
-}
 
 
 def register_training_passes(algorithm: type[BaseAlgorithm], passes: PassCounter) -> None:
@@ -137,21 +101,21 @@ def register_training_passes(algorithm: type[BaseAlgorithm], passes: PassCounter
     :param algorithm: the algorithm class (subclasses use it too)
     :param passes: model -> network name -> (forward passes, backward passes)
     """
-    TRAINING_PASSES[algorithm] = passes
+    if not callable(passes):
+        raise TypeError(f"passes must be callable, got {passes!r}")
+    update_algorithm(algorithm, training_passes=passes)
 
 
 def training_batch_size(model: BaseAlgorithm) -> int:
     """Samples per gradient step: the minibatch (A2C: the whole rollout)."""
-    if isinstance(model, A2C):
-        return model.n_steps * model.n_envs
-    return int(model.batch_size)  # type: ignore[attr-defined]
+    spec = algorithm_spec(model)
+    return spec.batch_size(model) if spec is not None else minibatch_size(model)
 
 
 def gradient_steps_per_update(model: BaseAlgorithm) -> int:
     """Gradient steps per increment of SB3's ``train/n_updates`` (PPO counts epochs)."""
-    if isinstance(model, PPO):
-        return math.ceil(model.n_steps * model.n_envs / model.batch_size)
-    return 1
+    spec = algorithm_spec(model)
+    return spec.gradient_steps_per_update(model) if spec is not None else 1
 
 
 @dataclass
@@ -176,9 +140,10 @@ def training_flops(model: BaseAlgorithm, pathway: int = 0) -> TrainingFlops:
     :param model: an SB3 model with a pathway policy
     :param pathway: which pathway (task) of a multi-pathway policy
     """
-    counter = next((TRAINING_PASSES[cls] for cls in type(model).__mro__ if cls in TRAINING_PASSES), None)
+    spec = algorithm_spec(model)
+    counter = spec.training_passes if spec is not None else None
     if counter is None:
-        known = sorted(cls.__name__ for cls in TRAINING_PASSES)
+        known = sorted(spec.name for spec in specs_with("training_passes"))
         raise KeyError(
             f"no training pass count for {type(model).__name__} (known: {known}); "
             "declare one with sb3_pathways.deploy.register_training_passes"

@@ -9,8 +9,11 @@ A masked layer keeps three tensors:
 - ``weight_stored`` (buffer, shape of ``weight``): the stored value θ of every dormant entry,
   so that a weight that leaves the pathway and comes back returns with its value.
 
-The gradient of ``weight`` is multiplied by the mask as soon as it is accumulated, so dormant
-entries receive exactly zero gradient, before any gradient clipping or optimizer step.
+The gradient of ``weight`` is multiplied by the mask inside autograd (a tensor hook), so
+dormant entries receive exactly zero gradient, before any gradient clipping or optimizer
+step, and also where an algorithm takes gradients with ``th.autograd.grad`` and writes the
+weights itself (TRPO). Only scoring lets gradients reach dormant weights
+(:meth:`MaskedWeightMixin.unmasked_gradients`).
 
 With several pathways (one per task), a linear layer routes every sample through its task's
 mask (:class:`TaskRouter`), in one pass per task present in the batch. Until the pathways are
@@ -34,8 +37,15 @@ from typing import Any
 import torch as th
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.hooks import unserializable_hook
 
 TaskIdFunction = Callable[[th.Tensor], th.Tensor]
+
+
+#: the buffers a masked layer adds to its stock layer (a multi-task layer adds the last three)
+MASK_BUFFERS = ("weight_mask", "weight_stored", "_gradient_mask", "task_weight_stored", "_task_masks", "merged")
+#: the parameters a multi-task layer adds to its stock layer
+MASK_PARAMETERS = ("task_weight",)
 
 
 class TaskRouter:
@@ -82,6 +92,10 @@ class MaskedWeightMixin(nn.Module):
     _gradient_mask: th.Tensor
     #: score every connection (dense) rather than the pathway: set while scoring
     score_dense: bool = False
+    #: let gradients reach dormant weights (set while scoring, never while training)
+    gradients_unmasked: bool = False
+    _active_count: int = 0
+    _weight_storage: int = 0
 
     def _setup_mask(self, n_pathways: int = 1) -> None:
         if n_pathways < 1:
@@ -92,23 +106,67 @@ class MaskedWeightMixin(nn.Module):
         # The active mask as floats, kept beside the bool masks so that the gradient hook is a
         # single in-place multiply.
         self.register_buffer("_gradient_mask", th.ones_like(self.weight.detach()), persistent=False)
+        self._active_count = self.weight.numel()
+        self.note_weight_storage()
         self._register_gradient_mask()
 
     def _register_gradient_mask(self) -> None:
-        self.weight.register_post_accumulate_grad_hook(self._mask_gradient)
+        # A tensor hook masks the gradient in autograd itself, so dormant weights get a zero
+        # gradient whether the algorithm reads ``.grad`` (an optimizer) or calls
+        # ``th.autograd.grad`` and writes the weights itself (TRPO's natural-gradient step).
+        self.weight.register_hook(self._masked_gradient)
 
     def _refresh_gradient_mask(self) -> None:
         """Single pathway: the active mask. Several: 1 / (number of pathways using the entry), so
         that the accumulated gradient of a shared entry is the average over its tasks."""
+        self._active_count = int(self.active_mask.sum())
         if self.n_pathways == 1:
             self._gradient_mask.copy_(self.weight_mask[0])
         else:
             users = self.weight_mask.sum(dim=0).to(self._gradient_mask.dtype)
             self._gradient_mask.copy_(th.where(users > 0, 1.0 / users.clamp(min=1), th.zeros_like(users)))
 
-    def _mask_gradient(self, weight: th.Tensor) -> None:
-        if weight.grad is not None:
-            weight.grad.mul_(self._gradient_mask)
+    @unserializable_hook
+    def _masked_gradient(self, gradient: th.Tensor) -> th.Tensor | None:
+        return None if self.gradients_unmasked else gradient * self._gradient_mask
+
+    @contextlib.contextmanager
+    def unmasked_gradients(self) -> Iterator[None]:
+        """Inside the block gradients reach every weight, dormant ones included (for scoring)."""
+        self.gradients_unmasked = True
+        try:
+            yield
+        finally:
+            self.gradients_unmasked = False
+
+    def remask_replaced_weights(self) -> None:
+        """Apply the mask again before a forward pass whenever the weight's storage was
+        replaced (``param.data = ...``, as TRPO's line search writes its actor), so that dormant
+        weights are zeros in every forward pass. Policies of such algorithms call this."""
+        self.register_forward_pre_hook(MaskedWeightMixin._remask_before_forward)
+
+    def _remask_before_forward(self, inputs: Any) -> None:
+        self.remask_if_replaced()
+
+    def weight_replaced(self) -> bool:
+        """Whether the weight tensor was replaced since :meth:`note_weight_storage` (a device
+        move or ``param.data = ...``)."""
+        return self.weight.data_ptr() != self._weight_storage
+
+    def note_weight_storage(self) -> None:
+        self._weight_storage = self.weight.data_ptr()
+
+    def remask_if_replaced(self) -> None:
+        """Zero the dormant entries again if the weight tensor was replaced."""
+        if self.weight_replaced():
+            with th.no_grad():
+                self.weight.mul_(self.active_mask)
+            self.note_weight_storage()
+
+    def dormant_weights_are_zero(self) -> bool:
+        """Whether every dormant entry of the live weight is an exact zero (one reduction: the
+        live weight has no more non-zero entries than active ones)."""
+        return int(th.count_nonzero(self.weight)) <= self._active_count
 
     @property
     def n_pathways(self) -> int:
@@ -240,7 +298,7 @@ class MultiTaskMaskedLinear(MaskedLinear):
         self.register_buffer("_task_masks", th.ones_like(self.weight_mask, dtype=self.weight.dtype), persistent=False)
         copies = self.weight.detach().clone().unsqueeze(0).repeat(n_pathways, 1, 1)
         self.task_weight = nn.Parameter(copies)
-        self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
+        self.task_weight.register_hook(self._masked_task_gradient)
         self.register_buffer("task_weight_stored", copies.clone())
         self.register_buffer("merged", th.tensor(False, device=self.weight.device))
 
@@ -260,15 +318,15 @@ class MultiTaskMaskedLinear(MaskedLinear):
     def _register_gradient_mask(self) -> None:
         super()._register_gradient_mask()
         if "task_weight" in self._parameters:
-            self.task_weight.register_post_accumulate_grad_hook(self._mask_task_gradient)
+            self.task_weight.register_hook(self._masked_task_gradient)
 
     def _refresh_gradient_mask(self) -> None:
         super()._refresh_gradient_mask()
         self._task_masks.copy_(self.weight_mask)
 
-    def _mask_task_gradient(self, weight: th.Tensor) -> None:
-        if weight.grad is not None:
-            weight.grad.mul_(self._task_masks)
+    @unserializable_hook
+    def _masked_task_gradient(self, gradient: th.Tensor) -> th.Tensor | None:
+        return None if self.gradients_unmasked else gradient * self._task_masks
 
     @property
     def independent(self) -> bool:

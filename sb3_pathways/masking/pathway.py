@@ -54,13 +54,18 @@ class NetworkPathway:
         """Layer names of each selection group (one group of all layers by default)."""
         return self.groups or [list(self.layers)]
 
-    def group_budgets(self) -> list[int]:
-        """Active weights per selection group, proportional to size, summing exactly to k."""
+    def group_budgets(self, keep: int | None = None) -> list[int]:
+        """Active weights per selection group, proportional to size, summing exactly to
+        ``keep`` (default k)."""
         sizes = [sum(self.layers[name].weight.numel() for name in group) for group in self.selection_groups()]
-        return proportional_budgets(sizes, self.n_keep)
+        return proportional_budgets(sizes, self.n_keep if keep is None else keep)
 
     def top_k(
-        self, scores: Mapping[str, th.Tensor], require_positive: bool = False, allocation: str = "global"
+        self,
+        scores: Mapping[str, th.Tensor],
+        require_positive: bool = False,
+        allocation: str = "global",
+        keep: int | None = None,
     ) -> dict[str, th.Tensor] | None:
         """
         Masks of the highest scores, every output unit keeping its highest-scoring input,
@@ -73,12 +78,14 @@ class NetworkPathway:
             the scores decide each layer's share) or a layer distribution of
             :func:`~sb3_pathways.masking.selection.layer_budgets` (``"random"``: the same share
             of every layer, ``"erk"``), the top-k then taken within each layer
+        :param keep: active weights in all (default k; a schedule that ramps the sparsity
+            passes its own)
         :return: layer name -> bool mask
         """
         if allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
         masks: dict[str, th.Tensor] = {}
-        for group, budget in zip(self.selection_groups(), self.group_budgets()):
+        for group, budget in zip(self.selection_groups(), self.group_budgets(keep)):
             group_scores = [scores[name] for name in group]
             if require_positive:
                 flat = th.cat([score.reshape(-1) for score in group_scores])

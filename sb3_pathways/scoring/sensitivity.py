@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from sb3_pathways.masking.layers import MASK_BUFFERS
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.policies import pathway_policy
 from sb3_pathways.scoring.data import split_batch
@@ -28,11 +29,7 @@ def preserved_training_state(policy: th.nn.Module) -> Iterator[None]:
     """Run a block with the policy in training mode and restore random generators, buffers
     other than masks (batch-norm statistics) and train/eval modes afterwards."""
     modes = [(module, module.training) for module in policy.modules()]
-    buffers = {
-        name: buffer.clone()
-        for name, buffer in policy.named_buffers()
-        if not name.endswith(("weight_mask", "weight_stored", "_gradient_mask"))
-    }
+    buffers = {name: buffer.clone() for name, buffer in policy.named_buffers() if name.rsplit(".", 1)[-1] not in MASK_BUFFERS}
     numpy_state = np.random.get_state()
     device = next(policy.parameters()).device
     devices = [device.index or 0] if device.type == "cuda" else []
@@ -58,6 +55,15 @@ def all_connections_on(pathways: dict[str, NetworkPathway], targets: bool = Fals
             for name, layer in network.layers.items():
                 for dense_layer in [layer, *(network.followers.get(name, []) if targets else [])]:
                     stack.enter_context(dense_layer.all_connections_on())
+        yield
+
+
+@contextlib.contextmanager
+def unmasked_gradients(network: NetworkPathway) -> Iterator[None]:
+    """Run a block in which gradients reach the dormant weights of a network too."""
+    with contextlib.ExitStack() as stack:
+        for layer in network.layers.values():
+            stack.enter_context(layer.unmasked_gradients())
         yield
 
 
@@ -100,7 +106,8 @@ def loss_gradients(
     pathways = policy.pathways()
     for name, network in pathways.items():
         # every network starts from the same random state (same sampled actions)
-        with preserved_training_state(policy), _scoring_point(pathways, name, score_at):
+        scoring = _scoring_point(pathways, name, score_at)
+        with preserved_training_state(policy), scoring, unmasked_gradients(network):
             weights = [layer.scored_weight() for layer in network.layers.values()]
             gradients = [th.zeros_like(weight) for weight in weights]
             for chunk, length in split_batch(batch, chunk_size):

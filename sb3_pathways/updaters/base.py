@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
+from sb3_pathways.schedules import SparsitySchedule
 
 #: network name -> layer weight name -> bool mask (a network left out keeps its mask)
 Masks = dict[str, dict[str, th.Tensor]]
@@ -65,6 +66,7 @@ class UpdateContext:
     :param step: current environment step
     :param end_step: environment step at which updates stop (``None``: no end)
     :param batch: the newest transitions of the model's buffer (``None`` if the rule needs none)
+    :param schedule: the run's sparsity schedule (drop fraction and sparsity at each step)
     """
 
     model: Any
@@ -73,6 +75,7 @@ class UpdateContext:
     step: int
     end_step: int | None = None
     batch: Any = None
+    schedule: SparsitySchedule = field(default_factory=SparsitySchedule)
 
 
 class MaskUpdater(ABC):
@@ -97,3 +100,9 @@ class MaskUpdater(ABC):
     @abstractmethod
     def update_masks(self, context: UpdateContext) -> Masks:
         """New masks for some or all networks."""
+
+    def final_masks(self, context: UpdateContext) -> Masks:
+        """Masks installed when the schedule ends, just before they freeze (by default none:
+        the last update's stay). A rule whose target sparsity changes over the schedule
+        reaches its final sparsity here."""
+        return {}

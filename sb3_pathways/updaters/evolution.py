@@ -2,11 +2,11 @@
 
 At every update each layer drops the ``d(t)`` share of its active weights with the smallest
 magnitude and grows as many previously dormant connections, at random (SET) or where the
-dense loss gradient is largest (RigL). Layer sparsity never changes. ``d(t)`` decays from
-``drop_fraction`` to 0 with a cosine schedule until ``end_step``. New connections start at
-zero. Defaults follow Graesser et al., "The State of Sparse Training in Deep RL" (ICML 2022)
-for SAC on MuJoCo: an update every 1000 steps, initial drop fraction 0.5, last update at 80%
-of training.
+dense loss gradient is largest (RigL). Layer sparsity never changes. ``d(t)`` is the
+schedule's (:class:`~sb3_pathways.schedules.SparsitySchedule`: from ``drop_fraction`` to 0,
+cosine, until the end of updates). New connections start at zero. Defaults follow Graesser
+et al., "The State of Sparse Training in Deep RL" (ICML 2022) for SAC on MuJoCo: an update
+every 1000 steps, initial drop fraction 0.5, last update at 80% of training.
 """
 
 from __future__ import annotations
@@ -19,15 +19,7 @@ from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import output_units
 from sb3_pathways.scoring.sensitivity import loss_gradients
 from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
-
-
-def cosine_drop_fraction(initial: float, step: int, end_step: int | None) -> float:
-    """``initial / 2 · (1 + cos(π · step / end_step))``, 0 from ``end_step`` on."""
-    if end_step is None:
-        return initial
-    if step >= end_step:
-        return 0.0
-    return 0.5 * initial * (1.0 + math.cos(math.pi * step / end_step))
+from sb3_pathways.validation import positive_int
 
 
 def drop_and_grow(
@@ -63,25 +55,20 @@ def drop_and_grow(
 
 class SETUpdater(MaskUpdater):
     """
-    Sparse Evolutionary Training: drop the smallest weights, grow random connections.
-
-    :param drop_fraction: share of each layer's active weights replaced at the first update
+    Sparse Evolutionary Training: drop the smallest weights, grow random connections. The
+    share replaced at each update is the schedule's
+    (:meth:`~sb3_pathways.schedules.SparsitySchedule.drop_fraction_at`).
     """
 
     discovers_initial_pathway = False
     needs_data = False
     grow_at_zero = True
 
-    def __init__(self, drop_fraction: float = 0.5) -> None:
-        if not 0.0 < drop_fraction <= 1.0:
-            raise ValueError(f"drop_fraction must be in (0, 1], got {drop_fraction!r}")
-        self.drop_fraction = drop_fraction
-
     def _grow_scores(self, context: UpdateContext, network: str) -> dict[str, th.Tensor] | None:
         return None
 
     def update_masks(self, context: UpdateContext) -> Masks:
-        fraction = cosine_drop_fraction(self.drop_fraction, context.step, context.end_step)
+        fraction = context.schedule.drop_fraction_at(context.step)
         return {
             name: drop_and_grow(network, fraction, self._grow_scores(context, name))
             for name, network in context.pathways.items()
@@ -93,15 +80,13 @@ class RigLUpdater(SETUpdater):
     Rigged Lottery: drop the smallest weights, grow where the dense gradient of the
     algorithm's loss (on the newest transitions) is largest.
 
-    :param drop_fraction: share of each layer's active weights replaced at the first update
     :param chunk_size: transitions per gradient forward pass
     """
 
     needs_data = True
 
-    def __init__(self, drop_fraction: float = 0.5, chunk_size: int = 2048) -> None:
-        super().__init__(drop_fraction)
-        self.chunk_size = chunk_size
+    def __init__(self, chunk_size: int = 2048) -> None:
+        self.chunk_size = positive_int(chunk_size, "chunk_size")
         self._gradients: dict[str, dict[str, tuple[th.Tensor, th.Tensor]]] = {}
 
     def update_masks(self, context: UpdateContext) -> Masks:
