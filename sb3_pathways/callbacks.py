@@ -160,7 +160,7 @@ class PathwayUpdateCallback(BaseCallback):
         self.window = optional_positive_int(window, "window")
         self.window_samples = optional_positive_int(window_samples, "window_samples")
         self.discover_from = discover_from
-        self._sample_generator = np.random.default_rng()
+        self._sample_generator: np.random.Generator | None = None  # seeded with the model
         self.freeze_threshold = freeze_threshold
         self.freeze_metric = freeze_metric
         self.freeze_window = positive_int(freeze_window, "freeze_window")
@@ -299,7 +299,6 @@ class PathwayUpdateCallback(BaseCallback):
             pathways=pathway_policy(self.model, type(self).__name__).pathways(),
             state=self.state,
             step=self.num_timesteps,
-            end_step=self.schedule.end_step,
             schedule=self.schedule,
             batch=self._scored_transitions(window) if self.updater.needs_data else None,
         )
@@ -324,6 +323,7 @@ class PathwayUpdateCallback(BaseCallback):
         batch = newest_transitions(self.model, window)
         if self.window_samples is None:
             return batch
+        assert self._sample_generator is not None
         drawn = self._sample_generator.integers(len(batch.actions), size=self.window_samples)
         return select_transitions(batch, th.as_tensor(drawn, device=batch.actions.device))
 

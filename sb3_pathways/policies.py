@@ -363,8 +363,7 @@ class PathwayPolicyMixin(BasePolicy):
         if pointers == self.__dict__.get("_weight_pointers") and self._dormant_checks % FULL_DORMANT_CHECK_EVERY != 1:
             return
         for name, layer in layers:
-            replaced = layer.weight_replaced()
-            if replaced and self.weights_written_directly:
+            if self.weights_written_directly:
                 layer.remask_if_replaced()
             elif not layer.dormant_weights_are_zero():
                 raise RuntimeError(
@@ -374,7 +373,6 @@ class PathwayPolicyMixin(BasePolicy):
                     "(sb3_pathways.registry); a policy whose algorithm replaces weight tensors itself sets "
                     "weights_written_directly = True."
                 )
-            layer.note_weight_storage()
         self.__dict__["_weight_pointers"] = [layer.weight.data_ptr() for _, layer in layers]
 
     def _online_masked_layers(self) -> list[tuple[str, MaskedWeightMixin]]:

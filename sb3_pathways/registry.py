@@ -121,8 +121,6 @@ def register_algorithm(spec: AlgorithmSpec) -> AlgorithmSpec:
 
 def update_algorithm(algorithm: type[BaseAlgorithm], **changes: Any) -> AlgorithmSpec:
     """Register ``algorithm``'s spec with some fields changed (a new spec if it had none)."""
-    if not (isinstance(algorithm, type) and issubclass(algorithm, BaseAlgorithm)):
-        raise TypeError(f"algorithm must be a BaseAlgorithm subclass, got {algorithm!r}")
     current = _SPECS.get(algorithm, AlgorithmSpec(algorithm))
     return register_algorithm(dataclasses.replace(current, **changes))
 

@@ -81,9 +81,8 @@ class SparsitySchedule:
         ``learning_starts`` steps do not train."""
         first = min(learning_starts, total_steps)
         self.start_step = first + int(self.start_fraction * (total_steps - first))
-        ends = [step for step in (self.max_steps,) if step is not None]
-        if self.end_fraction is not None:
-            ends.append(first + int(self.end_fraction * (total_steps - first)))
+        budget_end = None if self.end_fraction is None else first + int(self.end_fraction * (total_steps - first))
+        ends = [step for step in (self.max_steps, budget_end) if step is not None]
         self.end_step = min(ends) if ends else None
 
     def started(self, step: int) -> bool:
@@ -104,10 +103,10 @@ class SparsitySchedule:
     def drop_fraction_at(self, step: int) -> float:
         """Share of active weights replaced at ``step``: the initial share, decayed as
         ``drop_decay`` says, 0 once updates end."""
-        if self.end_step is None or self.drop_decay == "constant":
-            return self.drop_fraction if not self.ended(step) else 0.0
-        if step >= self.end_step:
+        if self.ended(step):
             return 0.0
+        if self.end_step is None or self.drop_decay == "constant":
+            return self.drop_fraction
         return 0.5 * self.drop_fraction * (1.0 + math.cos(math.pi * step / self.end_step))
 
     def sparsity_at(self, step: int, final_sparsity: float) -> float:

@@ -8,6 +8,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.policies import PathwayPolicyMixin, SparsitySpec, validate_sparsity
 from sb3_pathways.registry import pathway_equivalent, specs_with
+from sb3_pathways.updaters.magnitude import magnitude_masks
 
 SPARSIFY_METHODS = ("magnitude", "random")
 
@@ -58,14 +59,12 @@ def sparsify(model: BaseAlgorithm, sparsity: SparsitySpec = 0.95, method: str = 
     except ValueError:
         policy.__class__ = stock_class  # type: ignore[assignment]
         raise
-    policy._setup_pathways(_magnitude_masks if method == "magnitude" else None)
+    policy._setup_pathways(_largest_weights if method == "magnitude" else None)
     model.policy_class = pathway_class
     model.policy_kwargs = {**model.policy_kwargs, "sparsity": sparsity, "mask_init": "random"}
     return model
 
 
-def _magnitude_masks(network: NetworkPathway) -> dict[str, th.Tensor]:
+def _largest_weights(network: NetworkPathway) -> dict[str, th.Tensor]:
     """Top-k ``abs(θ)`` across the network's layers (per selection group)."""
-    masks = network.top_k({name: weight.abs() for name, weight in network.full_weights().items()})
-    assert masks is not None
-    return masks
+    return magnitude_masks(network, network.n_keep, full=True)

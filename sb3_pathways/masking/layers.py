@@ -107,7 +107,7 @@ class MaskedWeightMixin(nn.Module):
         # single in-place multiply.
         self.register_buffer("_gradient_mask", th.ones_like(self.weight.detach()), persistent=False)
         self._active_count = self.weight.numel()
-        self.note_weight_storage()
+        self._weight_storage = self.weight.data_ptr()
         self._register_gradient_mask()
 
     def _register_gradient_mask(self) -> None:
@@ -148,20 +148,13 @@ class MaskedWeightMixin(nn.Module):
     def _remask_before_forward(self, inputs: Any) -> None:
         self.remask_if_replaced()
 
-    def weight_replaced(self) -> bool:
-        """Whether the weight tensor was replaced since :meth:`note_weight_storage` (a device
-        move or ``param.data = ...``)."""
-        return self.weight.data_ptr() != self._weight_storage
-
-    def note_weight_storage(self) -> None:
-        self._weight_storage = self.weight.data_ptr()
-
     def remask_if_replaced(self) -> None:
-        """Zero the dormant entries again if the weight tensor was replaced."""
-        if self.weight_replaced():
+        """Zero the dormant entries again if the weight tensor was replaced since the last
+        time (a device move or ``param.data = ...``)."""
+        if self.weight.data_ptr() != self._weight_storage:
             with th.no_grad():
                 self.weight.mul_(self.active_mask)
-            self.note_weight_storage()
+            self._weight_storage = self.weight.data_ptr()
 
     def dormant_weights_are_zero(self) -> bool:
         """Whether every dormant entry of the live weight is an exact zero (one reduction: the

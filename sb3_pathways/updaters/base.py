@@ -64,7 +64,6 @@ class UpdateContext:
     :param pathways: the policy's network pathways
     :param state: the run's discovery state
     :param step: current environment step
-    :param end_step: environment step at which updates stop (``None``: no end)
     :param batch: the newest transitions of the model's buffer (``None`` if the rule needs none)
     :param schedule: the run's sparsity schedule (drop fraction and sparsity at each step)
     """
@@ -73,9 +72,13 @@ class UpdateContext:
     pathways: dict[str, NetworkPathway]
     state: DiscoveryState
     step: int
-    end_step: int | None = None
     batch: Any = None
     schedule: SparsitySchedule = field(default_factory=SparsitySchedule)
+
+    @property
+    def end_step(self) -> int | None:
+        """Environment step at which updates stop (``None``: no end), the schedule's."""
+        return self.schedule.end_step
 
 
 class MaskUpdater(ABC):
