@@ -185,6 +185,10 @@ class PathwayUpdateCallback(BaseCallback):
         return self.schedule.end_fraction
 
     @property
+    def _rule_name(self) -> str:
+        return type(self.updater).__name__
+
+    @property
     def state(self) -> DiscoveryState:
         """The discovery state stored on the model."""
         return getattr(self.model, STATE_ATTRIBUTE)
@@ -195,6 +199,7 @@ class PathwayUpdateCallback(BaseCallback):
             objective_for(self.model)
         if not isinstance(getattr(self.model, STATE_ATTRIBUTE, None), DiscoveryState):
             setattr(self.model, STATE_ATTRIBUTE, DiscoveryState())
+        self.updater.load_state_dict(self.state.rule_states.get(self._rule_name, {}))
         self._episode_steps = np.zeros(self.model.n_envs, dtype=np.int64)
         self._sample_generator = np.random.default_rng(self.model.seed)
 
@@ -315,6 +320,7 @@ class PathwayUpdateCallback(BaseCallback):
             if self.verbose >= 1:
                 print(f"{type(self).__name__} step {self.num_timesteps}: {name} mask change {change:.2%}")
         state.mask_changes.append((self.num_timesteps, changes))
+        state.rule_states[self._rule_name] = self.updater.state_dict()
         state.n_updates += 1
         state.last_update_step = self.num_timesteps
         self._episode_ended = False
@@ -352,8 +358,9 @@ class PathwayUpdateCallback(BaseCallback):
     def _freeze(self, reason: str) -> None:
         self.state.frozen = True
         self.state.frozen_step = self.num_timesteps
-        if not self.continual:
-            self.state.score_history.clear()  # a saved model stays small
+        if not self.continual:  # a saved model stays small
+            self.updater.forget()
+            self.state.rule_states.pop(self._rule_name, None)
         if self.verbose >= 1:
             print(f"{type(self).__name__}: masks frozen at step {self.num_timesteps} ({reason})")
 
@@ -382,85 +389,50 @@ class DAPDCallback(PathwayUpdateCallback):
     ``max_warmup_steps`` or a ``max_warmup_fraction`` of the ``learn`` budget (a tenth by
     default), the masks are frozen for the rest of training.
 
-    :param update_freq: ``"episode"`` (rescore when an episode ends, as the reference
-        implementation; Monitor's episode ends when the environment has one, so a lost life
-        under ``AtariWrapper`` is not an end) or a number of environment steps between updates
-    :param window: transitions scored at each update (L); default max(batch size, length of
-        the last episode). The initial discovery scores everything collected so far.
     :param moving_average: K, the number of normalised score vectors averaged (the reference
         implementation uses 1; 5 by default, see the DAPD guide for the measurements)
-    :param freeze_threshold: return at which the masks freeze; ``None`` never freezes on
-        return (see ``max_warmup_steps`` and ``max_warmup_fraction``)
-    :param freeze_metric: ``"rollout"``: mean return of the last ``freeze_window`` training
-        episodes (needs Monitor episode statistics); ``"eval"``: last mean reward of an
-        ``EvalCallback`` run in the same ``learn`` call
-    :param freeze_window: training episodes averaged by the ``"rollout"`` metric
-    :param continual: keep updating the masks after the threshold is reached (the step at
-        which it was reached is still recorded)
-    :param max_warmup_steps: freeze anyway once training reaches this many environment steps
-    :param max_warmup_fraction: freeze anyway once training reaches this share of the
-        ``learn`` call's steps after ``learning_starts`` (default 0.1: the pathway trains
-        fixed for the last nine tenths; ``None``: no such limit, as the reference)
+    :param max_warmup_fraction: freeze once training reaches this share of the ``learn``
+        call's steps after ``learning_starts`` (default 0.1: the pathway trains fixed for the
+        last nine tenths; ``None``: no such limit, as the reference)
     :param score_at: ``"dense"`` (every connection of the scored network on at its stored
         value, the rest of the agent as it runs), ``"agent"`` (every network and target dense,
         as the reference implementation) or ``"masked"`` (the pathway as it runs)
     :param chunk_size: transitions per scoring forward pass (bounds memory)
-    :param optimizer_state: ``"reset"`` (weights that join or leave start with fresh optimizer
-        statistics, Adam's bias correction counted per weight) or ``"keep"`` (as the
-        reference implementation)
     :param allocation: how each network's k active weights are split among its layers:
         ``"global"`` (one top-k across the layers, as the reference: the scores decide) or
         fixed layer shares with the top-k within each layer, ``"erk"`` (Erdős-Rényi-kernel:
         small layers keep more) or ``"random"`` (the same share of every layer)
-    :param window_samples: ``None`` scores every transition of the window once; a number
-        scores that many drawn with replacement from it (the reference draws one batch)
-    :param discover_from: off-policy: ``"learning_starts"`` (the initial pathway is scored on
-        everything collected before the first gradient step) or ``"first_batch"`` (as soon as
-        one batch is stored, rescoring through the random steps, as the reference)
     :param objective: ``(model, batch) -> {network name: loss}`` to score instead of the
         algorithm's registered loss, e.g.
         :func:`~sb3_pathways.sac.sac_reference_objective` (the reference's)
-    :param verbose: 1 prints mask updates and the freeze
+    :param callback_kwargs: when to rescore and freeze, passed to
+        :class:`PathwayUpdateCallback`: ``update_freq`` (``"episode"`` by default, as the
+        reference), ``window``, ``window_samples``, ``discover_from``, ``freeze_threshold``
+        (``None`` by default: no return threshold), ``freeze_metric``, ``freeze_window``,
+        ``continual``, ``max_warmup_steps``, ``optimizer_state`` (``"reset"`` by default;
+        ``"keep"`` as the reference), ``verbose``
     """
 
     def __init__(
         self,
-        update_freq: int | str = "episode",
-        window: int | None = None,
         moving_average: int = 5,
-        freeze_threshold: float | None = None,
-        freeze_metric: str = "rollout",
-        freeze_window: int = 10,
-        continual: bool = False,
-        max_warmup_steps: int | None = None,
         max_warmup_fraction: float | None = 0.1,
         score_at: str = "dense",
         chunk_size: int = 2048,
-        optimizer_state: str = "reset",
         allocation: str = "global",
-        window_samples: int | None = None,
-        discover_from: str = "learning_starts",
         objective: Objective | None = None,
-        verbose: int = 0,
+        **callback_kwargs: Any,
     ) -> None:
+        for replaced in ("updater", "schedule", "end_fraction"):
+            if replaced in callback_kwargs:
+                raise TypeError(
+                    f"DAPDCallback takes no {replaced!r}: the rule is DAPD and its end is max_warmup_fraction "
+                    "(or max_warmup_steps); use PathwayUpdateCallback(DAPDUpdater(...), ...) for another schedule"
+                )
         updater = DAPDUpdater(moving_average, score_at, chunk_size, allocation, objective)
         super().__init__(
-            updater,
-            update_freq=update_freq,
-            window=window,
-            freeze_threshold=freeze_threshold,
-            freeze_metric=freeze_metric,
-            freeze_window=freeze_window,
-            continual=continual,
-            max_warmup_steps=max_warmup_steps,
-            end_fraction=optional_fraction(max_warmup_fraction, "max_warmup_fraction"),
-            optimizer_state=optimizer_state,
-            window_samples=window_samples,
-            discover_from=discover_from,
-            verbose=verbose,
+            updater, end_fraction=optional_fraction(max_warmup_fraction, "max_warmup_fraction"), **callback_kwargs
         )
-        self.moving_average = updater.moving_average
-        self.score_at = score_at
 
 
 class SNIPCallback(PathwayUpdateCallback):

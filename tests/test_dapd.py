@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copyreg
 import math
+import pickle
 import zipfile
 from collections import deque
 from typing import Any
@@ -30,6 +32,7 @@ from sb3_pathways.sac import REFERENCE_SCORING_ENTROPY_WEIGHT, sac_objective, sa
 from sb3_pathways.scoring.data import newest_replay_transitions, newest_transitions
 from sb3_pathways.updaters.base import DiscoveryState, Masks, UpdateContext
 from sb3_pathways.updaters.dapd import DAPDUpdater, dapd_masks, normalise
+from sb3_pathways.updaters.evolution import RigLUpdater
 
 
 def _tiny_sac() -> tuple[SAC, ReplayBufferSamples]:
@@ -129,14 +132,14 @@ def test_scoring_changes_no_training_state(case: AlgoCase) -> None:
 
 
 def test_moving_average_is_the_mean_of_the_last_k_normalised_scores() -> None:
-    state = DiscoveryState()
+    updater = DAPDUpdater(moving_average=3)
     vectors = [th.rand(10) for _ in range(4)]
     normalised = [normalise({"w": v}) for v in vectors]
     assert all(th.isclose(n.sum(), th.tensor(1.0)) for n in normalised)
     for n in normalised:
-        averaged = state.push_scores("critic", n, moving_average=3)
+        averaged = updater.push_scores("critic", n)
     th.testing.assert_close(averaged, th.stack(normalised[1:]).mean(dim=0))
-    assert len(state.score_history["critic"]) == 3
+    assert len(updater.score_history["critic"]) == 3
 
 
 def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
@@ -145,7 +148,7 @@ def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
     state = model.pathway_discovery
     assert state.n_updates >= 4
     for name, network in model.policy.pathways().items():
-        history = state.score_history[name]
+        history = state.rule_states["DAPDUpdater"]["score_history"][name]
         assert len(history) == 3
         expected = dapd_masks(network, th.stack(history).mean(dim=0))
         assert expected is not None
@@ -285,14 +288,14 @@ def test_resume_after_load_continues_discovery(tmp_path) -> None:
     model = _small_sac(net_arch=[16, 16], sparsity=0.8)
     model.learn(400, callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3))
     state = model.pathway_discovery
-    history = {name: [t.clone() for t in h] for name, h in state.score_history.items()}
+    history = {name: [t.clone() for t in h] for name, h in state.rule_states["DAPDUpdater"]["score_history"].items()}
     updates = state.n_updates
     model.save(tmp_path / "run")
     loaded = SAC.load(tmp_path / "run", env=model.get_env(), device="cpu")
     restored = loaded.pathway_discovery
     assert restored.n_updates == updates and restored.initialised and not restored.frozen
     for name, vectors in history.items():
-        assert all(th.equal(a, b) for a, b in zip(vectors, restored.score_history[name]))
+        assert all(th.equal(a, b) for a, b in zip(vectors, restored.rule_states["DAPDUpdater"]["score_history"][name]))
     loaded.learn(
         300,
         reset_num_timesteps=False,
@@ -406,7 +409,7 @@ def test_newest_transitions_across_envs_and_wrap_around() -> None:
 
 def test_defaults_average_five_scores_and_freeze_after_a_tenth_of_the_budget() -> None:
     callback = DAPDCallback()
-    assert callback.moving_average == 5
+    assert callback.updater.moving_average == 5
     model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=50, batch_size=32, seed=0, device="cpu")
     model.learn(800, callback=callback)
     assert model.pathway_discovery.frozen_step == 50 + 75  # a tenth of the steps after learning_starts
@@ -476,16 +479,96 @@ def test_rescoring_follows_the_games_end_not_each_lost_life() -> None:
     assert _dapd_updates_on_three_lives_games(monitored=False) == 1 + 31
 
 
+def test_a_resumed_rule_continues_its_moving_average_from_the_zip(tmp_path) -> None:
+    model = _small_sac(net_arch=[16, 16], sparsity=0.8)
+    model.learn(400, callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3))
+    saved = model.pathway_discovery.rule_states["DAPDUpdater"]["score_history"]
+    model.save(tmp_path / "run")
+    loaded = SAC.load(tmp_path / "run", env=model.get_env(), device="cpu")
+    callback = DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3)
+    callback.init_callback(loaded)
+    updater = callback.updater
+    assert isinstance(updater, DAPDUpdater) and set(updater.score_history) == set(saved) == {"actor", "critic"}
+    for name, vectors in saved.items():
+        assert len(updater.score_history[name]) == len(vectors) == 3
+        assert all(th.equal(a, b) for a, b in zip(updater.score_history[name], vectors))
+    # the next average is over the two newest saved vectors and the new one
+    new = th.rand_like(saved["critic"][-1])
+    th.testing.assert_close(updater.push_scores("critic", new), th.stack([*saved["critic"][-2:], new]).mean(dim=0))
+
+
+def test_zips_saved_before_rules_kept_their_own_state_still_load() -> None:
+    history = {"critic": [th.rand(5), th.rand(5)]}
+    old_layout = dict(
+        n_updates=3,
+        initialised=True,
+        frozen=False,
+        frozen_step=None,
+        threshold_step=None,
+        last_update_step=300,
+        score_history=history,
+        mask_changes=[],
+        task_frozen_steps={},
+        task_names=[],
+    )
+
+    class SavedByAnOlderVersion:
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            return copyreg.__newobj__, (DiscoveryState,), old_layout  # type: ignore[attr-defined]
+
+    state = pickle.loads(pickle.dumps(SavedByAnOlderVersion()))
+    assert isinstance(state, DiscoveryState) and state.n_updates == 3 and not hasattr(state, "score_history")
+    assert state.rule_states == {"DAPDUpdater": {"score_history": history}}
+    updater = DAPDUpdater(moving_average=5)
+    updater.load_state_dict(state.rule_states["DAPDUpdater"])
+    assert [th.equal(a, b) for a, b in zip(updater.score_history["critic"], history["critic"])] == [True, True]
+    frozen = pickle.loads(pickle.dumps(SavedByAnOlderVersion()).replace(b"score_history", b"score_historX"))
+    assert isinstance(frozen, DiscoveryState) and frozen.rule_states == {}  # a layout without it, e.g. a frozen run
+
+
+def test_each_rule_owns_and_checks_its_state() -> None:
+    updater = DAPDUpdater(moving_average=2)
+    for _ in range(3):
+        updater.push_scores("actor", normalise({"w": th.rand(4)}))
+    state = updater.state_dict()
+    assert list(state) == ["score_history"] and len(state["score_history"]["actor"]) == 2
+    longer = DAPDUpdater(moving_average=1)
+    longer.load_state_dict(state)
+    assert len(longer.score_history["actor"]) == 1 and th.equal(
+        longer.score_history["actor"][0], state["score_history"]["actor"][-1]
+    )
+    longer.load_state_dict({})
+    assert longer.score_history == {}
+    with pytest.raises(ValueError, match=r"DAPDUpdater state has keys \['scores'\]; accepted: \['score_history'\]"):
+        longer.load_state_dict({"scores": {}})
+    with pytest.raises(ValueError, match="RigLUpdater keeps no state"):
+        RigLUpdater().load_state_dict({"score_history": {}})
+    assert RigLUpdater().state_dict() == {}
+
+
+def test_dapd_callback_passes_the_common_arguments_through() -> None:
+    callback = DAPDCallback(update_freq=300, window=64, freeze_threshold=-200, optimizer_state="keep", verbose=1)
+    assert (callback.update_freq, callback.window, callback.freeze_threshold) == (300, 64, -200)
+    assert (callback.optimizer_state, callback.verbose, callback.end_fraction) == ("keep", 1, 0.1)
+    with pytest.raises(TypeError, match=r"DAPDCallback takes no 'end_fraction'.*max_warmup_fraction"):
+        DAPDCallback(end_fraction=0.5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'update_frequency'"):
+        DAPDCallback(update_frequency=100)
+    with pytest.raises(ValueError, match="update_freq"):
+        DAPDCallback(update_freq="rollout")
+
+
 def test_a_frozen_run_saves_no_score_history_and_prints_briefly(tmp_path) -> None:
     model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu")
     model.learn(700, callback=DAPDCallback(update_freq=100, max_warmup_steps=400))
     state = model.pathway_discovery
-    assert state.frozen and state.score_history == {}
+    assert state.frozen and state.rule_states == {}
     assert len(repr(state)) < 300 and "tensor" not in repr(state)
     model.save(tmp_path / "frozen")
     warming = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu")
     warming.learn(300, callback=DAPDCallback(update_freq=100, max_warmup_fraction=None))
-    assert len(warming.pathway_discovery.score_history["critic"]) == 2  # kept to resume the moving average
+    saved_history = warming.pathway_discovery.rule_states["DAPDUpdater"]["score_history"]
+    assert len(saved_history["critic"]) == 2  # kept to resume the moving average
     warming.save(tmp_path / "warming")
     with zipfile.ZipFile(tmp_path / "frozen.zip") as frozen, zipfile.ZipFile(tmp_path / "warming.zip") as warm:
         # a 2x256 SAC's history is 67k actor + 133k critic scores per update: the frozen zip is free of it

@@ -60,7 +60,7 @@ class MultiTaskDAPDUpdater(DAPDUpdater):
                 task_scores = {
                     layer: score[task] if network.layers[layer].independent else score for layer, score in layer_scores.items()
                 }
-                selected = self.select(context, f"{name}/task{task}", network, task_scores)
+                selected = self.select(f"{name}/task{task}", network, task_scores)
                 if selected is None:
                     continue
                 for layer, mask in selected.items():
@@ -127,7 +127,6 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         )
         self.task_thresholds = thresholds
         self.task_freeze_metric = freeze_metric
-        self.moving_average = updater.moving_average
         self.task_names = list(task_names) if task_names is not None else None
         self._task_episodes: list[deque[tuple[float, float]]] = []
 

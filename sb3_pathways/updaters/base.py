@@ -28,8 +28,9 @@ class DiscoveryState:
     :param frozen_step: environment step at which they froze
     :param threshold_step: step at which the freeze threshold was first reached
     :param last_update_step: environment step of the last update
-    :param score_history: network name -> the last normalised score vectors (CPU), oldest first;
-        emptied when the masks freeze for good (it is only needed to resume a warm-up)
+    :param rule_states: rule class name -> the rule's :meth:`MaskUpdater.state_dict` after its
+        last update (DAPD: its score history), dropped when the masks freeze for good (it is
+        only needed to resume a warm-up)
     :param mask_changes: one ``(step, {network name: share of active weights replaced})`` per
         mask update, for plots
     :param task_frozen_steps: multi-task: task -> environment step at which its mask froze
@@ -42,17 +43,20 @@ class DiscoveryState:
     frozen_step: int | None = None
     threshold_step: int | None = None
     last_update_step: int = 0
-    score_history: dict[str, list[th.Tensor]] = field(default_factory=dict, repr=False)
+    rule_states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     mask_changes: list[tuple[int, dict[str, float]]] = field(default_factory=list, repr=False)
     task_frozen_steps: dict[int, int] = field(default_factory=dict)
     task_names: list[str] = field(default_factory=list)
 
-    def push_scores(self, network: str, normalised: th.Tensor, moving_average: int) -> th.Tensor:
-        """Add a normalised score vector and return the mean of the last ``moving_average``."""
-        history = self.score_history.setdefault(network, [])
-        history.append(normalised.detach().cpu())
-        del history[:-moving_average]
-        return th.stack(history).mean(dim=0)
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        """Unpickle, also from zips saved before the rules kept their own state (which stored
+        DAPD's score history as ``score_history``)."""
+        saved = dict(saved)
+        score_history = saved.pop("score_history", None)
+        self.__dict__.update(saved)
+        self.__dict__.setdefault("rule_states", {})
+        if score_history:
+            self.rule_states.setdefault("DAPDUpdater", {"score_history": score_history})
 
 
 @dataclass
@@ -103,6 +107,20 @@ class MaskUpdater(ABC):
     @abstractmethod
     def update_masks(self, context: UpdateContext) -> Masks:
         """New masks for some or all networks."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the rule carries from one update to the next, saved with the model so that a
+        resumed run goes on where it stopped (by default nothing)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (an empty dict: start afresh)."""
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got a state with keys {sorted(state)}")
+
+    def forget(self) -> None:
+        """Drop what :meth:`state_dict` holds; called when the masks freeze for good."""
+        self.load_state_dict({})
 
     def final_masks(self, context: UpdateContext) -> Masks:
         """Masks installed when the schedule ends, just before they freeze (by default none:

@@ -3,6 +3,8 @@ top-k)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
@@ -69,24 +71,45 @@ class DAPDUpdater(MaskUpdater):
         self.chunk_size = positive_int(chunk_size, "chunk_size")
         self.allocation = allocation
         self.objective = objective
+        #: history key (a network, or a network's task) -> the last ``moving_average``
+        #: normalised score vectors (CPU), oldest first
+        self.score_history: dict[str, list[th.Tensor]] = {}
+
+    def push_scores(self, key: str, normalised: th.Tensor) -> th.Tensor:
+        """Add a normalised score vector under ``key`` and return the mean of the last
+        ``moving_average`` there."""
+        history = self.score_history.setdefault(key, [])
+        history.append(normalised.detach().cpu())
+        del history[: -self.moving_average]
+        return th.stack(history).mean(dim=0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"score_history": {key: list(history) for key, history in self.score_history.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        unknown = sorted(set(state) - {"score_history"})
+        if unknown:
+            raise ValueError(f"{type(self).__name__} state has keys {unknown}; accepted: ['score_history']")
+        saved = state.get("score_history", {})
+        self.score_history = {
+            key: [vector.cpu() for vector in history[-self.moving_average :]] for key, history in saved.items()
+        }
 
     def update_masks(self, context: UpdateContext) -> Masks:
         scores = connection_sensitivity(context.model, context.batch, self.score_at, self.chunk_size, self.objective)
         masks: Masks = {}
         for name, layer_scores in scores.items():
-            selected = self.select(context, name, context.pathways[name], layer_scores)
+            selected = self.select(name, context.pathways[name], layer_scores)
             if selected is not None:
                 masks[name] = selected
         return masks
 
-    def select(
-        self, context: UpdateContext, history: str, network: NetworkPathway, scores: dict[str, th.Tensor]
-    ) -> dict[str, th.Tensor] | None:
+    def select(self, history: str, network: NetworkPathway, scores: dict[str, th.Tensor]) -> dict[str, th.Tensor] | None:
         """
         One network's new masks: its scores normalised, averaged with the last
         ``moving_average`` score vectors kept under ``history``, top-k (``None``: keep the mask).
         """
-        averaged = context.state.push_scores(history, normalise(scores), self.moving_average)
+        averaged = self.push_scores(history, normalise(scores))
         return dapd_masks(network, averaged, self.allocation)
 
 
