@@ -4,9 +4,23 @@ Importing the package registers the ``"PathwayPolicy"``, ``"PathwayCnnPolicy"`` 
 ``"PathwayMultiInputPolicy"`` aliases on every supported algorithm.
 """
 
-from sb3_contrib import ARS, RecurrentPPO
+from sb3_contrib import ARS
 
-from sb3_pathways import a2c, crossq, ddpg, dqn, ppo, ppo_mask, qrdqn, sac, td3, tqc, trpo
+from sb3_pathways import (
+    a2c,
+    crossq,
+    ddpg,
+    dqn,
+    offline,  # IQL (offline: sb3_pathways.iql imports the offline base first)
+    ppo,
+    ppo_mask,
+    ppo_recurrent,
+    qrdqn,
+    sac,
+    td3,
+    tqc,
+    trpo,
+)
 from sb3_pathways.callbacks import (
     DAPDCallback,
     GMPCallback,
@@ -26,7 +40,7 @@ from sb3_pathways.sparsify import sparsify
 from sb3_pathways.stats import format_pathway_stats, get_masks, pathway_stats, record_pathway_stats
 from sb3_pathways.version import __version__
 
-refuse_pathway_aliases([ARS, RecurrentPPO], ("PathwayPolicy", "PathwayCnnPolicy", "PathwayMultiInputPolicy"))
+refuse_pathway_aliases([ARS], ("PathwayPolicy", "PathwayCnnPolicy", "PathwayMultiInputPolicy"))
 
 __all__ = [
     "DAPDCallback",
@@ -49,9 +63,11 @@ __all__ = [
     "export_pathway",
     "format_pathway_stats",
     "get_masks",
+    "offline",
     "pathway_stats",
     "ppo",
     "ppo_mask",
+    "ppo_recurrent",
     "qrdqn",
     "record_pathway_stats",
     "register_objective",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import VecMonitor, is_vecenv_wrapped
 from sb3_pathways.masking.optimizer_state import validate_optimizer_state
 from sb3_pathways.policies import pathway_policy
 from sb3_pathways.schedules import SparsitySchedule
-from sb3_pathways.scoring.data import newest_transitions, select_transitions, stored_transitions
+from sb3_pathways.scoring.data import is_sequence_batch, newest_transitions, select_transitions, stored_transitions
 from sb3_pathways.scoring.objectives import Objective, objective_for
 from sb3_pathways.stats import pathway_records, record_pathway_stats
 from sb3_pathways.updaters.base import DiscoveryState, Masks, MaskUpdater, UpdateContext
@@ -193,8 +193,17 @@ class PathwayUpdateCallback(BaseCallback):
         """The discovery state stored on the model."""
         return getattr(self.model, STATE_ATTRIBUTE)
 
+    #: whether the callback works with an offline algorithm (one that learns from a fixed
+    #: dataset and collects no data), as the single-shot pathway does
+    runs_offline: ClassVar[bool] = False
+
     def _init_callback(self) -> None:
         pathway_policy(self.model, type(self).__name__)
+        if getattr(self.model, "learns_offline", False) and not self.runs_offline:
+            raise ValueError(
+                f"{type(self).__name__} updates masks as new data come in, but {type(self.model).__name__} learns from a "
+                "fixed dataset: use sb3_pathways.offline.SingleShotPathways (scored once on the dataset)"
+            )
         if self.updater.needs_data:
             objective_for(self.model)
         if not isinstance(getattr(self.model, STATE_ATTRIBUTE, None), DiscoveryState):
@@ -329,6 +338,11 @@ class PathwayUpdateCallback(BaseCallback):
         batch = newest_transitions(self.model, window)
         if self.window_samples is None:
             return batch
+        if is_sequence_batch(batch):
+            raise ValueError(
+                f"window_samples draws single transitions, but {type(self.model).__name__} is scored on whole sequences "
+                "(a recurrent policy): leave window_samples=None"
+            )
         assert self._sample_generator is not None
         drawn = self._sample_generator.integers(len(batch.actions), size=self.window_samples)
         return select_transitions(batch, th.as_tensor(drawn, device=batch.actions.device))
@@ -402,6 +416,9 @@ class DAPDCallback(PathwayUpdateCallback):
         ``"global"`` (one top-k across the layers, as the reference: the scores decide) or
         fixed layer shares with the top-k within each layer, ``"erk"`` (Erdős-Rényi-kernel:
         small layers keep more) or ``"random"`` (the same share of every layer)
+    :param within_layer: how a layer's share is chosen: ``"top_k"`` (its highest scores, as
+        the reference) or ``"per_unit"`` (every output unit the same number of inputs, its
+        highest-scoring ones: the layer keeps its width, see the DAPD guide)
     :param objective: ``(model, batch) -> {network name: loss}`` to score instead of the
         algorithm's registered loss, e.g.
         :func:`~sb3_pathways.sac.sac_reference_objective` (the reference's)
@@ -420,6 +437,7 @@ class DAPDCallback(PathwayUpdateCallback):
         score_at: str = "dense",
         chunk_size: int = 2048,
         allocation: str = "global",
+        within_layer: str = "top_k",
         objective: Objective | None = None,
         **callback_kwargs: Any,
     ) -> None:
@@ -429,7 +447,7 @@ class DAPDCallback(PathwayUpdateCallback):
                     f"DAPDCallback takes no {replaced!r}: the rule is DAPD and its end is max_warmup_fraction "
                     "(or max_warmup_steps); use PathwayUpdateCallback(DAPDUpdater(...), ...) for another schedule"
                 )
-        updater = DAPDUpdater(moving_average, score_at, chunk_size, allocation, objective)
+        updater = DAPDUpdater(moving_average, score_at, chunk_size, allocation, objective, within_layer)
         super().__init__(
             updater, end_fraction=optional_fraction(max_warmup_fraction, "max_warmup_fraction"), **callback_kwargs
         )

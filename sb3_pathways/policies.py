@@ -16,11 +16,13 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from sb3_pathways.masking.layers import (
     MASKED_LAYER_TYPES,
+    MaskedLSTM,
     MaskedWeightMixin,
     MultiTaskMaskedLinear,
     TaskIdFunction,
     TaskRouter,
     convert_to_masked,
+    mask_recurrent_layers,
 )
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import (
@@ -102,8 +104,8 @@ def validate_mask_init(mask_init: Any) -> str:
 
 class PathwayPolicyMixin(BasePolicy):
     """
-    Adds pathway masks to an SB3 policy. Every ``nn.Linear`` and ``nn.Conv2d`` weight of the
-    policy's networks is masked; biases and normalisation layers are not. Target networks use
+    Adds pathway masks to an SB3 policy. Every ``nn.Linear``, ``nn.Conv2d`` and ``nn.LSTM``
+    weight of the policy's networks is masked; biases and normalisation layers are not. Target networks use
     their online network's masks.
 
     :param sparsity: share of each network's weights that is inactive, a float in [0, 1) for
@@ -201,7 +203,9 @@ class PathwayPolicyMixin(BasePolicy):
         :param choose_masks: network pathway (all masks full) -> its masks; by default a
             random mask with the ``mask_init`` layer shares
         """
-        self._check_covers_outputs()  # check the sparsity before touching the networks
+        for path in self._online_paths():
+            mask_recurrent_layers(self.get_submodule(path), self.n_pathways)  # their weights count in the check
+        self._check_covers_outputs()  # check the sparsity before touching the other layers
         for path in [*self._online_paths(), *self.pathway_targets]:
             for layer in convert_to_masked(self.get_submodule(path), self.n_pathways):
                 if self.weights_written_directly:
@@ -278,10 +282,15 @@ class PathwayPolicyMixin(BasePolicy):
             layers: dict[str, th.nn.Module] = {}
             for path in paths:
                 for sub_name, module in self.get_submodule(path).named_modules(prefix=path):
-                    prunable = isinstance(module, MaskedWeightMixin) or type(module) in MASKED_LAYER_TYPES
-                    if prunable and id(module) not in claimed:
+                    if isinstance(module, MaskedWeightMixin):
+                        weight_name = module.parameter_name(sub_name)
+                    elif type(module) in MASKED_LAYER_TYPES:
+                        weight_name = f"{sub_name}.weight"
+                    else:
+                        continue
+                    if id(module) not in claimed:
                         claimed.add(id(module))
-                        layers[f"{sub_name}.weight"] = module
+                        layers[weight_name] = module
             if not layers:
                 continue
             members = [f"{path}." for path in self.pathway_ensembles().get(name, [])]
@@ -384,8 +393,14 @@ class PathwayPolicyMixin(BasePolicy):
         return found
 
     def masked_layer(self, weight_name: str) -> MaskedWeightMixin:
-        """The masked layer that holds a weight, e.g. ``"critic.qf0.0.weight"``."""
-        module = self.get_submodule(weight_name.rsplit(".", 1)[0])
+        """The masked layer that holds a weight, e.g. ``"critic.qf0.0.weight"`` (or the mask
+        holder of an LSTM weight, ``"lstm_actor.weight_hh_l0"``)."""
+        path, _, parameter = weight_name.rpartition(".")
+        module: th.nn.Module | None = self.get_submodule(path)
+        if isinstance(module, MaskedLSTM):
+            module = module.masked_weight(parameter)
+        elif parameter != "weight":
+            module = None
         if not isinstance(module, MaskedWeightMixin):
             raise KeyError(f"{weight_name!r} is not a masked weight of {type(self).__name__}")
         return module

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch as th
-import torch.nn.functional as F
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import (
@@ -21,7 +20,7 @@ from stable_baselines3.common.policies import (
 from sb3_pathways.actor_critic import OnPolicyPathways
 from sb3_pathways.deploy.flops import on_policy_passes
 from sb3_pathways.registry import AlgorithmSpec, pathway_aliases, register_algorithm
-from sb3_pathways.scoring.objectives import on_policy_terms, same_loss_for_every_network
+from sb3_pathways.scoring.objectives import masked_mean, on_policy_terms, same_loss_for_every_network
 
 
 class PathwayPolicy(OnPolicyPathways, ActorCriticPolicy):
@@ -45,18 +44,24 @@ def ppo_objective(model: PPO, batch: Any) -> dict[str, th.Tensor]:
     return same_loss_for_every_network(model, ppo_loss(model, batch))
 
 
-def ppo_loss(model: Any, batch: Any, **evaluate_kwargs: Any) -> th.Tensor:
-    """PPO's training loss on a rollout batch (``evaluate_kwargs`` go to the policy's
-    ``evaluate_actions``, e.g. MaskablePPO's action masks)."""
-    values, log_prob, advantages, entropy_loss = on_policy_terms(model, batch, **evaluate_kwargs)
+def ppo_loss(model: Any, batch: Any, valid: th.Tensor | None = None, **evaluate_kwargs: Any) -> th.Tensor:
+    """
+    PPO's training loss on a rollout batch.
+
+    :param valid: bool mask of the real transitions of a padded sequence batch (RecurrentPPO)
+    :param evaluate_kwargs: passed to the policy's ``evaluate_actions`` (MaskablePPO's action
+        masks, RecurrentPPO's LSTM states)
+    """
+    values, log_prob, advantages, entropy_loss = on_policy_terms(model, batch, valid, **evaluate_kwargs)
     progress = model._current_progress_remaining
     clip_range = model.clip_range(progress)
     ratio = th.exp(log_prob - batch.old_log_prob)
-    policy_loss = -th.min(advantages * ratio, advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
+    surrogate = th.min(advantages * ratio, advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range))
     if model.clip_range_vf is not None:
         clip_vf = model.clip_range_vf(progress)
         values = batch.old_values + th.clamp(values - batch.old_values, -clip_vf, clip_vf)
-    return policy_loss + model.ent_coef * entropy_loss + model.vf_coef * F.mse_loss(batch.returns, values)
+    value_loss = masked_mean((batch.returns - values) ** 2, valid)
+    return -masked_mean(surrogate, valid) + model.ent_coef * entropy_loss + model.vf_coef * value_loss
 
 
 def ppo_gradient_steps(model: BaseAlgorithm) -> int:

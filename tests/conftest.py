@@ -14,12 +14,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from sb3_contrib import QRDQN, TQC, TRPO, CrossQ, MaskablePPO
+from sb3_contrib import QRDQN, TQC, TRPO, CrossQ, MaskablePPO, RecurrentPPO
 from sb3_contrib.common.wrappers import ActionMasker
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import sb3_pathways  # registers the aliases
+from sb3_pathways.offline import IQL, OfflineDataset
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 MASKED_CARTPOLE = "sb3_pathways_tests/MaskedCartPole-v1"
@@ -60,15 +61,49 @@ class AlgoCase:
     kwargs: dict[str, Any] = field(default_factory=dict)
     networks: tuple[str, ...] = ()
     targets: dict[str, str] = field(default_factory=dict)
+    policy_defaults: dict[str, Any] = field(default_factory=dict)
+    #: the stock policy aliases standing for PathwayPolicy, PathwayCnnPolicy, PathwayMultiInputPolicy
+    stock_aliases: tuple[str, str, str] = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
+    #: learns from a fixed dataset (``kwargs["dataset"]``): online mask updates are refused
+    offline: bool = False
 
     @property
     def id(self) -> str:
         return self.algo.__name__
 
+    @property
+    def load_kwargs(self) -> dict[str, Any]:
+        """What ``Algo.load`` needs besides the zip to go on learning (an offline algorithm's dataset)."""
+        return {"dataset": self.kwargs["dataset"]} if self.offline else {}
+
+    def skip_if_offline(self) -> None:
+        if self.offline:
+            pytest.skip("offline algorithms refuse online mask updates (tests/test_offline.py)")
+
+    @property
+    def stock_policy(self) -> str:
+        """The stock ``MlpPolicy`` alias of the algorithm."""
+        return self.stock_aliases[0]
+
     def make(self, policy: Any = "PathwayPolicy", seed: int = 0, **policy_kwargs: Any) -> BaseAlgorithm:
         kwargs = dict(self.kwargs)
-        policy_kwargs = {"net_arch": [64, 64], **policy_kwargs}
+        policy_kwargs = {"net_arch": [64, 64], **self.policy_defaults, **policy_kwargs}
         return self.algo(policy, self.env_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
+
+
+def random_dataset(env_id: str, size: int, seed: int = 0) -> OfflineDataset:
+    """Transitions of a uniformly random policy, for offline algorithms' test cases."""
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    observation, _ = env.reset(seed=seed)
+    rows: list[tuple[Any, ...]] = []
+    for _ in range(size):
+        action = env.action_space.sample()
+        next_observation, reward, terminated, truncated, _ = env.step(action)
+        rows.append((observation, action, reward, next_observation, terminated))
+        observation = env.reset()[0] if terminated or truncated else next_observation
+    columns = [np.array(column, dtype=np.float32) for column in zip(*rows)]
+    return OfflineDataset(*columns, observation_space=env.observation_space, action_space=env.action_space)
 
 
 OFF_POLICY = dict(learning_starts=50, batch_size=32, buffer_size=2_000, train_freq=8, gradient_steps=2)
@@ -96,6 +131,22 @@ ALGO_CASES = [
     AlgoCase(A2C, "Pendulum-v1", dict(n_steps=8), ("actor", "critic")),
     AlgoCase(TRPO, "Pendulum-v1", dict(n_steps=64, batch_size=32), ("actor", "critic")),
     AlgoCase(MaskablePPO, MASKED_CARTPOLE, dict(n_steps=64, batch_size=32, n_epochs=2), ("actor", "critic")),
+    AlgoCase(
+        RecurrentPPO,
+        "CartPole-v1",
+        dict(n_steps=64, batch_size=32, n_epochs=2),
+        ("actor", "critic"),
+        policy_defaults=dict(lstm_hidden_size=32),
+        stock_aliases=("MlpLstmPolicy", "CnnLstmPolicy", "MultiInputLstmPolicy"),
+    ),
+    AlgoCase(
+        IQL,
+        "Pendulum-v1",
+        dict(dataset=random_dataset("Pendulum-v1", 600), batch_size=32),
+        ("actor", "critic", "value"),
+        {"critic_target": "critic"},
+        offline=True,
+    ),
 ]
 
 
@@ -114,6 +165,12 @@ def network_outputs(policy: th.nn.Module, obs: np.ndarray) -> list[th.Tensor]:
     """The outputs of every online network of a policy on a batch of observations."""
     with th.no_grad():
         obs_tensor, _ = policy.obs_to_tensor(obs)
+        if hasattr(policy, "lstm_actor"):  # recurrent: one step from the zero state
+            layers, _, size = policy.lstm_hidden_state_shape
+            lstm_states = (th.zeros(layers, len(obs), size), th.zeros(layers, len(obs), size))
+            starts = th.ones(len(obs))
+            actions = policy._predict(obs_tensor, lstm_states, starts, deterministic=True)[0]
+            return [actions.float(), policy.predict_values(obs_tensor, lstm_states, starts)]
         outputs = [policy._predict(obs_tensor, deterministic=True).float()]
         if hasattr(policy, "critic"):
             actions = outputs[0] if outputs[0].dim() == 2 else outputs[0].unsqueeze(-1)

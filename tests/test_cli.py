@@ -128,7 +128,7 @@ def test_bare_command_prints_plain_help(tmp_path: Path) -> None:
     assert "``" not in result.stdout
 
 
-@pytest.mark.parametrize("algo", ["ddpg", "crossq", "trpo"])
+@pytest.mark.parametrize("algo", ["ddpg", "crossq", "trpo", "ppo_lstm"])
 def test_every_algorithm_of_the_readme_trains_from_the_shipped_hyperparameters(tmp_path: Path, algo: str) -> None:
     result = sb3_pathways("train", "--algo", algo, "--env", "Pendulum-v1", "-n", "300", "-f", "logs", cwd=tmp_path)
     assert (tmp_path / "logs" / algo / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()

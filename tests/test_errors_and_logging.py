@@ -6,7 +6,7 @@ import csv
 
 import pytest
 import torch as th
-from sb3_contrib import ARS, TRPO, RecurrentPPO
+from sb3_contrib import ARS, TRPO
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.logger import configure
 
@@ -63,10 +63,11 @@ def test_sparsity_is_logged(tmp_path) -> None:
     assert int(rows[-1]["pathways/actor/active"]) == sb3_pathways.pathway_stats(model)["actor"].active
 
 
-@pytest.mark.parametrize("algorithm", [ARS, RecurrentPPO], ids=lambda a: a.__name__)
-def test_algorithms_without_pathway_policies_say_which_have_them(algorithm) -> None:
-    with pytest.raises(ValueError, match=rf"{algorithm.__name__} has no pathway policy in sb3_pathways yet; .*SAC, TQC"):
-        algorithm("PathwayPolicy", "CartPole-v1", device="cpu")
+def test_algorithms_without_pathway_policies_say_which_have_them() -> None:
+    # ARS perturbs its weights at random, without gradients: there is no loss to score
+    with pytest.raises(ValueError, match=r"ARS has no pathway policy in sb3_pathways yet; .*SAC, TQC") as refused:
+        ARS("PathwayPolicy", "CartPole-v1", device="cpu")
+    assert "RecurrentPPO" in str(refused.value) and "MaskablePPO" in str(refused.value)
 
 
 def test_an_algorithm_writing_weights_past_the_gradient_mask_is_stopped() -> None:

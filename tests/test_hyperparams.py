@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from rl_zoo3.utils import ALGOS, get_callback_list
+from torch import nn
 
 import sb3_pathways
 from sb3_pathways import DAPDCallback
@@ -27,6 +28,7 @@ EXPECTED = {
     "dqn": {"CartPole-v1", "atari", "BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"},
     "qrdqn": {"CartPole-v1", "atari", "BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"},
     "trpo": {"CartPole-v1", "Pendulum-v1"},
+    "ppo_lstm": {"CartPoleNoVel-v1", "PendulumNoVel-v1", "Pendulum-v1"},
 }
 
 
@@ -42,7 +44,7 @@ def test_every_entry_uses_a_pathway_policy_and_dapd(algo: str) -> None:
     for env_id, hyperparams in entries.items():
         assert hyperparams["policy"] in ALGOS[algo].policy_aliases, (algo, env_id)
         assert hyperparams["policy"].startswith("Pathway")
-        policy_kwargs = eval(hyperparams["policy_kwargs"])  # as rl-zoo3 evaluates it
+        policy_kwargs = eval(hyperparams["policy_kwargs"], {"nn": nn})  # as rl-zoo3 evaluates it
         assert policy_kwargs["sparsity"] == 0.95
         callbacks = get_callback_list(hyperparams)
         if policy_kwargs.get("n_tasks", 1) > 1:

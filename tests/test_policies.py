@@ -26,8 +26,7 @@ def test_string_alias_and_class_give_the_same_policy(case: AlgoCase) -> None:
     by_class = case.make(policy_class)
     assert type(by_name.policy) is policy_class is type(by_class.policy)
     assert isinstance(by_name.policy, PathwayPolicyMixin)
-    for alias in ("PathwayCnnPolicy", "PathwayMultiInputPolicy"):
-        stock = alias.replace("Pathway", "")
+    for alias, stock in zip(("PathwayCnnPolicy", "PathwayMultiInputPolicy"), case.stock_aliases[1:]):
         assert (alias in case.algo.policy_aliases) == (stock in case.algo.policy_aliases)
 
 
@@ -60,7 +59,7 @@ def test_sparsity_per_network_and_erk(case: AlgoCase) -> None:
 
 def test_masked_network_equals_dense_copy_with_pruned_weights_at_zero(case: AlgoCase) -> None:
     model = case.make(sparsity=0.9)
-    dense = case.make("MlpPolicy")
+    dense = case.make(case.stock_policy)
     pruned = {}
     for name, value in model.policy.state_dict().items():
         if name.endswith(("weight_mask", "weight_stored")):
@@ -159,7 +158,7 @@ def test_save_load_keeps_masks_and_actions(case: AlgoCase, tmp_path) -> None:
     model = case.make(sparsity=0.9, mask_init="erk")
     model.learn(200)
     model.save(tmp_path / "model")
-    loaded = case.algo.load(tmp_path / "model", env=model.get_env(), device="cpu")
+    loaded = case.algo.load(tmp_path / "model", env=model.get_env(), device="cpu", **case.load_kwargs)
     assert type(loaded.policy) is type(model.policy)
     assert loaded.policy.sparsity == 0.9 and loaded.policy.mask_init == "erk"
     masks, loaded_masks = sb3_pathways.get_masks(model), sb3_pathways.get_masks(loaded)

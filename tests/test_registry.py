@@ -25,7 +25,7 @@ def test_every_registered_algorithm_is_complete_and_has_a_test_case() -> None:
 
 @pytest.mark.parametrize("stock", [False, True], ids=["pathway", "stock"])
 def test_a_saved_zip_names_the_algorithm_that_saved_it(case: AlgoCase, stock: bool, tmp_path) -> None:
-    model = case.make("MlpPolicy" if stock else "PathwayPolicy")
+    model = case.make(case.stock_policy if stock else "PathwayPolicy")
     model.save(tmp_path / "model.zip")
     assert algorithm_for(tmp_path / "model.zip") is case.algo
 

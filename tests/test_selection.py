@@ -7,8 +7,10 @@ import math
 import pytest
 import torch as th
 
+from sb3_pathways.masking.layers import convert_to_masked
 from sb3_pathways.masking.overlap import overlap_matrix
-from sb3_pathways.masking.selection import keep_count, layer_budgets, random_masks, top_k_masks
+from sb3_pathways.masking.pathway import NetworkPathway
+from sb3_pathways.masking.selection import keep_count, layer_budgets, per_unit_top_k, random_masks, top_k_masks
 
 SHAPES = [th.Size((64, 3)), th.Size((64, 64)), th.Size((1, 64))]
 
@@ -95,3 +97,37 @@ def test_overlap_is_shared_over_union_and_refuses_other_architectures() -> None:
         overlap_matrix([first, {"a": th.ones(2, 4, dtype=th.bool)}])
     with pytest.raises(ValueError, match="no masked weight in common"):
         overlap_matrix([first, {"b": th.ones(1, 4, dtype=th.bool)}])
+
+
+def test_per_unit_top_k_gives_every_output_unit_the_same_number_of_its_best_inputs() -> None:
+    # an outer-product score (as SNIP scores of a layer nearly are): a layer's top-k gives the
+    # units with the largest errors the extra inputs, the rest keeping only their best one
+    errors, activations = th.tensor([9.0, 8.0, 1.0, 0.5, 0.2]), th.tensor([3.0, 2.0, 1.0, 0.1])
+    score = errors[:, None] * activations[None, :]
+    layer_top_k = top_k_masks([score], 8)[0]
+    assert layer_top_k.sum(dim=1).tolist() == [3, 2, 1, 1, 1]
+    per_unit = per_unit_top_k(score, 8)
+    assert per_unit.sum().item() == 8 and per_unit.sum(dim=1).tolist() == [2, 2, 2, 1, 1]
+    assert per_unit[:, :2].sum().item() == 8  # each unit's best inputs; the extra ones to the units scoring highest next
+    full = per_unit_top_k(score, 20)
+    assert bool(full.all())
+    with pytest.raises(ValueError, match=r"keep must be between 5 \(one input per output unit\) and 20, got 4"):
+        per_unit_top_k(score, 4)
+
+
+def test_within_layer_per_unit_keeps_the_layer_shares_and_exact_k() -> None:
+    layers = {"a": th.nn.Linear(6, 8), "b": th.nn.Linear(8, 3)}
+    masked = [layer for module in layers.values() for layer in convert_to_masked(module)]
+    network = NetworkPathway("net", 0.3, dict(zip(["a.weight", "b.weight"], masked)))
+    generator = th.Generator().manual_seed(0)
+    scores = {"a.weight": th.rand(8, 6, generator=generator), "b.weight": th.rand(3, 8, generator=generator)}
+    for allocation in ("global", "erk"):
+        top_k = network.top_k(scores, allocation=allocation)
+        per_unit = network.top_k(scores, allocation=allocation, within_layer="per_unit")
+        assert top_k is not None and per_unit is not None
+        assert [int(m.sum()) for m in per_unit.values()] == [int(m.sum()) for m in top_k.values()]
+        for name, mask in per_unit.items():
+            fan_ins = mask.sum(dim=1)
+            assert int(fan_ins.max() - fan_ins.min()) <= 1, (allocation, name)
+    with pytest.raises(ValueError, match=r"within_layer must be one of \('top_k', 'per_unit'\), got 'rows'"):
+        network.top_k(scores, within_layer="rows")

@@ -14,7 +14,7 @@ from sb3_pathways.masking.selection import keep_count
 
 
 def test_sparsify_trained_stock_model_by_magnitude(case: AlgoCase, tmp_path) -> None:
-    model = case.make("MlpPolicy")
+    model = case.make(case.stock_policy)
     model.learn(200)
     dense = {name: p.detach().clone() for name, p in model.policy.named_parameters()}
     sb3_pathways.sparsify(model, sparsity=0.9)
@@ -43,7 +43,7 @@ def test_sparsify_trained_stock_model_by_magnitude(case: AlgoCase, tmp_path) -> 
             assert getattr(model, alias) is getattr(model.policy, alias)
     model.learn(200, reset_num_timesteps=False)
     model.save(tmp_path / "sparse")
-    loaded = case.algo.load(tmp_path / "sparse", env=model.get_env(), device="cpu")
+    loaded = case.algo.load(tmp_path / "sparse", env=model.get_env(), device="cpu", **case.load_kwargs)
     assert type(loaded.policy) is type(model.policy)
     assert all(th.equal(sb3_pathways.get_masks(loaded)[n], m) for n, m in sb3_pathways.get_masks(model).items())
     obs = observations(model)
@@ -59,7 +59,7 @@ def _strongest_inputs(weight: th.Tensor) -> th.Tensor:
 def test_sparsify_fresh_model_keeps_every_output_unit_connected(case: AlgoCase, method: str) -> None:
     # SB3 initialises output layers with a small gain: a plain global top-k of magnitudes
     # emptied PPO's action_net (0 of 128 active at 90%)
-    model = case.make("MlpPolicy", net_arch=[64, 64])
+    model = case.make(case.stock_policy, net_arch=[64, 64])
     sb3_pathways.sparsify(model, sparsity=0.95, method=method)
     assert_every_output_unit_has_an_input(model)
 

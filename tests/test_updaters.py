@@ -173,6 +173,7 @@ def test_bad_updater_arguments(factory, message: str) -> None:
     ids=["snip", "set", "rigl"],
 )
 def test_every_rule_leaves_every_output_unit_an_input(case: AlgoCase, make_callback) -> None:
+    case.skip_if_offline()
     model = case.make(sparsity=0.95, mask_init="erk")
     model.learn(400, callback=make_callback())
     assert model.pathway_discovery.n_updates >= 1
@@ -210,6 +211,7 @@ def test_schedule_rejects_bad_arguments(kwargs: dict, message: str) -> None:
 
 
 def test_gmp_prunes_from_dense_to_the_policy_sparsity_and_never_regrows(case: AlgoCase) -> None:
+    case.skip_if_offline()
     seen: list[tuple[int, dict[str, th.Tensor]]] = []
 
     class Recording(GMPCallback):

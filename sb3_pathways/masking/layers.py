@@ -23,6 +23,10 @@ single weight); :meth:`MultiTaskMaskedLinear.merge_task_weights` averages the co
 into the shared ``weight`` over the tasks that use each entry, and from then on the gradient of
 a shared entry is the average over those tasks, not their sum.
 
+Recurrent layers (``nn.LSTM``) keep their stock fused forward pass too: each weight matrix
+gets a :class:`MaskedRecurrentWeight` child that holds its mask and stored values, the weight
+itself staying the LSTM's parameter.
+
 Existing layers are converted in place (:func:`convert_to_masked`), the way
 ``torch.nn.utils.parametrize`` does it: every reference to the layer stays valid, its
 parameters (and so the optimizers that hold them) are unchanged.
@@ -248,7 +252,7 @@ class MaskedWeightMixin(nn.Module):
     ) -> None:
         # A dense (stock SB3) state dict has no mask: keep the current mask and take the
         # incoming weight as θ.
-        weight_key = prefix + "weight"
+        weight_key = self._weight_key(prefix)
         if weight_key in state_dict:
             state_dict.setdefault(prefix + "weight_mask", self.weight_mask.clone())
             state_dict.setdefault(prefix + "weight_stored", state_dict[weight_key])
@@ -256,6 +260,14 @@ class MaskedWeightMixin(nn.Module):
         with th.no_grad():
             self.weight.mul_(self.active_mask)
             self._refresh_gradient_mask()
+
+    def _weight_key(self, prefix: str) -> str:
+        """The state-dict key of the live weight, for this module's ``prefix``."""
+        return prefix + "weight"
+
+    def parameter_name(self, module_path: str) -> str:
+        """The name of the masked weight in the policy, given this module's path."""
+        return f"{module_path}.weight"
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Gradient hooks live on the parameter and are not copied by ``copy.deepcopy``/pickle.
@@ -398,6 +410,90 @@ class MaskedConv2d(MaskedWeightMixin, nn.Conv2d):
         super()._setup_mask(n_pathways)
 
 
+class MaskedRecurrentWeight(MaskedWeightMixin):
+    """
+    The pathway mask of one weight matrix of a recurrent layer (``weight_ih_l0``,
+    ``weight_hh_l0``, ...). It lives inside the layer as a child module named after the weight
+    (``ih_l0``, ``hh_l0``, ...) and holds the mask buffers, while the weight stays the
+    layer's own parameter: the layer's stock (fused) forward pass runs on it, dormant
+    entries being exact zeros, and its gradient is masked as a linear layer's.
+
+    :param owner: the recurrent layer whose weight this masks
+    :param weight_name: the weight's parameter name in ``owner``
+    """
+
+    def __init__(self, owner: nn.RNNBase, weight_name: str) -> None:
+        super().__init__()
+        self._owner = [owner]  # a list, so that the layer is not registered as a child of its own child
+        self.weight_name = weight_name
+
+    @property
+    def weight(self) -> th.Tensor:  # type: ignore[override]
+        return getattr(self._owner[0], self.weight_name)
+
+    @property
+    def bias(self) -> th.Tensor | None:
+        return getattr(self._owner[0], self.weight_name.replace("weight", "bias", 1), None)
+
+    def _weight_key(self, prefix: str) -> str:
+        owner_prefix = prefix[: -len(self.child_name) - 1]
+        return owner_prefix + self.weight_name
+
+    def parameter_name(self, module_path: str) -> str:
+        # the LSTM's own parameter name: ``lstm_actor.weight_ih_l0``, not ``lstm_actor.ih_l0.weight``
+        owner_path = module_path[: -len(self.child_name) - 1]
+        return f"{owner_path}.{self.weight_name}"
+
+    @property
+    def child_name(self) -> str:
+        """The name of this module inside its layer (the weight name without ``weight_``)."""
+        return self.weight_name.removeprefix("weight_")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # the owner is not restored yet here (``copy.deepcopy`` restores it after its
+        # children): the owning :class:`MaskedLSTM` registers the gradient mask again
+        nn.Module.__setstate__(self, state)
+
+
+class MaskedLSTM(nn.LSTM):
+    """``nn.LSTM`` whose weight matrices carry pathway masks (one
+    :class:`MaskedRecurrentWeight` child per weight; biases are never masked). Its forward
+    pass is the stock one."""
+
+    def recurrent_weights(self) -> list[MaskedRecurrentWeight]:
+        return [module for module in self.children() if isinstance(module, MaskedRecurrentWeight)]
+
+    def masked_weight(self, weight_name: str) -> MaskedRecurrentWeight | None:
+        """The mask holder of a weight (``"weight_ih_l0"``), if it is masked."""
+        return next((weight for weight in self.recurrent_weights() if weight.weight_name == weight_name), None)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for weight in self.recurrent_weights():
+            weight._register_gradient_mask()
+
+
+def mask_recurrent_layers(module: nn.Module, n_pathways: int = 1) -> None:
+    """
+    Give every ``nn.LSTM`` inside ``module`` pathway masks on its weight matrices, in place
+    (all masks start full). LSTMs already masked are left as they are.
+
+    :param module: the network to convert
+    :param n_pathways: masks per weight; recurrent layers support one (no multi-task)
+    """
+    for layer in list(module.modules()):
+        if type(layer) is not nn.LSTM:
+            continue
+        if n_pathways > 1:
+            raise ValueError("multi-task pathways (n_tasks > 1) support linear layers only, not LSTMs (recurrent policies)")
+        layer.__class__ = MaskedLSTM
+        for name in layer._flat_weights_names:
+            if name.startswith("weight_"):
+                weight = MaskedRecurrentWeight(layer, name)
+                layer.add_module(weight.child_name, weight)
+                weight._setup_mask(n_pathways)
+
+
 MASKED_LAYER_TYPES: dict[type[nn.Module], type[MaskedWeightMixin]] = {
     nn.Linear: MaskedLinear,
     nn.Conv2d: MaskedConv2d,
@@ -407,7 +503,8 @@ MASKED_LAYER_TYPES: dict[type[nn.Module], type[MaskedWeightMixin]] = {
 def convert_to_masked(module: nn.Module, n_pathways: int = 1) -> list[MaskedWeightMixin]:
     """
     Turn every ``nn.Linear`` and ``nn.Conv2d`` inside ``module`` into its masked version, in
-    place (all masks start full). Layers already masked are left as they are.
+    place (all masks start full). Layers already masked are left as they are, and the masked
+    weights of recurrent layers (:func:`mask_recurrent_layers`) are listed too.
 
     :param module: the network to convert
     :param n_pathways: number of masks per layer (tasks in multi-task training)

@@ -10,7 +10,15 @@ import torch as th
 
 from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.masking.optimizer_state import update_optimizer_state
-from sb3_pathways.masking.selection import ALLOCATIONS, keep_count, layer_budgets, proportional_budgets, top_k_masks
+from sb3_pathways.masking.selection import (
+    ALLOCATIONS,
+    WITHIN_LAYER,
+    keep_count,
+    layer_budgets,
+    per_unit_top_k,
+    proportional_budgets,
+    top_k_masks,
+)
 
 
 @dataclass
@@ -66,6 +74,7 @@ class NetworkPathway:
         require_positive: bool = False,
         allocation: str = "global",
         keep: int | None = None,
+        within_layer: str = "top_k",
     ) -> dict[str, th.Tensor] | None:
         """
         Masks of the highest scores, every output unit keeping its highest-scoring input,
@@ -80,10 +89,15 @@ class NetworkPathway:
             of every layer, ``"erk"``), the top-k then taken within each layer
         :param keep: active weights in all (default k; a schedule that ramps the sparsity
             passes its own)
+        :param within_layer: ``"top_k"`` (a layer's highest scores) or ``"per_unit"`` (every
+            output unit of a layer the same number of inputs, its highest-scoring ones; see
+            :func:`~sb3_pathways.masking.selection.per_unit_top_k`), once the layer's share is set
         :return: layer name -> bool mask
         """
         if allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+        if within_layer not in WITHIN_LAYER:
+            raise ValueError(f"within_layer must be one of {WITHIN_LAYER}, got {within_layer!r}")
         masks: dict[str, th.Tensor] = {}
         for group, budget in zip(self.selection_groups(), self.group_budgets(keep)):
             group_scores = [scores[name] for name in group]
@@ -92,10 +106,15 @@ class NetworkPathway:
                 if th.topk(flat, budget, sorted=False).values.min() <= 0:
                     return None
             if allocation == "global":
-                masks.update(zip(group, top_k_masks(group_scores, budget)))
-                continue
-            counts = layer_budgets([score.shape for score in group_scores], budget, allocation)
-            masks.update((name, top_k_masks([score], count)[0]) for name, score, count in zip(group, group_scores, counts))
+                selected = top_k_masks(group_scores, budget)
+                if within_layer == "top_k":
+                    masks.update(zip(group, selected))
+                    continue
+                counts = [int(mask.sum()) for mask in selected]
+            else:
+                counts = layer_budgets([score.shape for score in group_scores], budget, allocation)
+            choose = per_unit_top_k if within_layer == "per_unit" else lambda score, count: top_k_masks([score], count)[0]
+            masks.update((name, choose(score, count)) for name, score, count in zip(group, group_scores, counts))
         return masks
 
     def masks(self) -> dict[str, th.Tensor]:

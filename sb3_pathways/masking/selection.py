@@ -16,6 +16,9 @@ import torch as th
 MASK_INITS = ("random", "erk")
 #: how a score-based selection splits k among layers: one global top-k, or fixed layer shares
 ALLOCATIONS = ("global", *MASK_INITS)
+#: how a layer's active weights are chosen from its scores: its top-k, or the same number of
+#: top-scoring inputs for every output unit
+WITHIN_LAYER = ("top_k", "per_unit")
 
 
 def keep_count(n_weights: int, keep_ratio: float) -> int:
@@ -162,3 +165,31 @@ def top_k_masks(scores: Sequence[th.Tensor], keep: int) -> list[th.Tensor]:
     selected = th.zeros_like(flat, dtype=th.bool)
     selected[th.topk(flat, keep, sorted=False).indices] = True
     return [part.view(score.shape) for part, score in zip(selected.split([s.numel() for s in scores]), scores)]
+
+
+def per_unit_top_k(score: th.Tensor, keep: int) -> th.Tensor:
+    """
+    The same number of inputs for every output unit, its highest-scoring ones: ``keep //
+    units`` each, and one more for the ``keep % units`` units whose next input scores
+    highest. Unlike a layer's top-k, which gathers on the few units whose scores are large
+    (SNIP scores of a layer are close to an outer product of output errors and input
+    activations), every unit keeps its share of the inputs.
+
+    :param score: score tensor shaped like the layer's weight
+    :param keep: active weights in the layer (at least one per output unit)
+    :return: bool mask shaped like ``score``
+    """
+    units = output_units(score.shape)
+    rows = score.detach().reshape(units, -1).float()
+    fan_in = rows.shape[1]
+    if keep < units or keep > rows.numel():
+        raise ValueError(f"keep must be between {units} (one input per output unit) and {rows.numel()}, got {keep}")
+    per_unit, extra = divmod(keep, units)
+    order = rows.argsort(dim=1, descending=True, stable=True)
+    rank = th.empty_like(order).scatter_(1, order, th.arange(fan_in, device=order.device).expand_as(order))
+    selected = rank < per_unit
+    if extra:
+        next_best = rows.gather(1, order[:, per_unit : per_unit + 1]).squeeze(1)
+        lucky = th.topk(next_best, extra, sorted=False).indices
+        selected[lucky] |= rank[lucky] == per_unit
+    return selected.view(score.shape)

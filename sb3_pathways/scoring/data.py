@@ -3,8 +3,10 @@
 Off-policy: the newest ``n`` transitions of the replay buffer, over every environment and
 across the wrap-around, built by the buffer's own ``_get_samples`` (so n-step returns,
 ``optimize_memory_usage`` and ``VecNormalize`` are handled as in training). On-policy: the
-newest ``n`` transitions of the rollout buffer once its advantages are computed. Neither the
-buffer nor numpy's global random state is changed.
+newest ``n`` transitions of the rollout buffer once its advantages are computed; for a
+recurrent policy (RecurrentPPO), the newest steps of every environment as whole padded
+sequences with their LSTM states, the way its ``train()`` reads them. Neither the buffer nor
+numpy's global random state is changed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer, RolloutBuffer
 
 
@@ -81,9 +84,19 @@ def select_transitions(batch: Any, index: slice | th.Tensor) -> Any:
     return type(batch)(*fields)
 
 
+def is_sequence_batch(batch: Any) -> bool:
+    """Whether a buffer sample is padded sequences with LSTM states (recurrent policies), which
+    must be read whole."""
+    return getattr(batch, "lstm_states", None) is not None
+
+
 def split_batch(batch: Any, size: int) -> Iterator[tuple[Any, int]]:
-    """Consecutive chunks of at most ``size`` transitions, with their lengths."""
+    """Consecutive chunks of at most ``size`` transitions, with their lengths (a sequence
+    batch is one chunk: its sequences and LSTM states stay together)."""
     total = len(batch.actions)
+    if is_sequence_batch(batch):
+        yield batch, total
+        return
     for start in range(0, total, size):
         stop = min(start + size, total)
         yield select_transitions(batch, slice(start, stop)), stop - start
@@ -118,12 +131,36 @@ def newest_rollout_transitions(buffer: RolloutBuffer, n: int) -> Any:
     return view._get_samples(np.arange(len(time_index)))
 
 
+def newest_sequence_transitions(buffer: RecurrentRolloutBuffer | RecurrentDictRolloutBuffer, n: int) -> Any:
+    """The newest ``ceil(n / n_envs)`` steps of every environment of a recurrent rollout
+    buffer (advantages must be computed), as the padded sequences, LSTM states and padding
+    mask its ``get`` gives for training."""
+    if buffer.generator_ready:
+        raise RuntimeError("the rollout buffer was already flattened for training; read it at rollout end")
+    stop = buffer.buffer_size if buffer.full else buffer.pos
+    steps = max(1, min(stop, math.ceil(n / buffer.n_envs)))
+    view = copy.copy(buffer)
+    for name, value in vars(buffer).items():
+        if isinstance(value, np.ndarray) and value.ndim >= 2 and value.shape[0] == buffer.buffer_size:
+            setattr(view, name, value[stop - steps : stop])
+        elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+            setattr(view, name, {key: v[stop - steps : stop] for key, v in value.items()})
+    view.buffer_size, view.full = steps, True
+    random_state = np.random.get_state()  # get() rotates the sequences by a random offset
+    try:
+        return next(view.get(batch_size=None))
+    finally:
+        np.random.set_state(random_state)
+
+
 def newest_transitions(model: Any, n: int) -> Any:
     """The newest ``n`` transitions of an SB3 model's replay or rollout buffer."""
     replay_buffer = getattr(model, "replay_buffer", None)
     if replay_buffer is not None:
         return newest_replay_transitions(replay_buffer, n, model.get_vec_normalize_env())
     rollout_buffer = getattr(model, "rollout_buffer", None)
+    if isinstance(rollout_buffer, (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer)):
+        return newest_sequence_transitions(rollout_buffer, n)
     if rollout_buffer is not None:
         return newest_rollout_transitions(rollout_buffer, n)
     raise TypeError(f"{type(model).__name__} has neither a replay buffer nor a rollout buffer")

@@ -22,6 +22,7 @@ __all__ = [
     "Objective",
     "discounts",
     "entropy_coefficient",
+    "masked_mean",
     "objective_for",
     "on_policy_terms",
     "register_objective",
@@ -68,18 +69,32 @@ def entropy_coefficient(model: Any) -> th.Tensor:
     return model.ent_coef_tensor
 
 
-def on_policy_terms(model: Any, batch: Any, **evaluate_kwargs: Any) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-    """Values, log-probabilities, (normalised) advantages and entropy loss of a rollout batch,
-    as an ``ActorCriticPolicy`` algorithm's ``train()`` computes them."""
+def on_policy_terms(
+    model: Any, batch: Any, valid: th.Tensor | None = None, **evaluate_kwargs: Any
+) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    """
+    Values, log-probabilities, (normalised) advantages and entropy loss of a rollout batch,
+    as an ``ActorCriticPolicy`` algorithm's ``train()`` computes them.
+
+    :param valid: bool mask of the real transitions of a padded sequence batch (recurrent
+        policies): statistics and means are taken over them only
+    :param evaluate_kwargs: passed to the policy's ``evaluate_actions``
+    """
     actions = batch.actions
     if isinstance(model.action_space, spaces.Discrete):
         actions = actions.long().flatten()
     values, log_prob, entropy = model.policy.evaluate_actions(batch.observations, actions, **evaluate_kwargs)
     advantages = batch.advantages
-    if getattr(model, "normalize_advantage", False) and len(advantages) > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+    real = advantages if valid is None else advantages[valid]
+    if getattr(model, "normalize_advantage", False) and len(real) > 1:
+        advantages = (advantages - real.mean()) / (real.std() + 1e-8)
+    entropy_loss = -masked_mean(-log_prob if entropy is None else entropy, valid)
     return values.flatten(), log_prob, advantages, entropy_loss
+
+
+def masked_mean(values: th.Tensor, valid: th.Tensor | None = None) -> th.Tensor:
+    """The mean of ``values``, over the ``valid`` entries only when a mask is given."""
+    return values.mean() if valid is None else values[valid].mean()
 
 
 def same_loss_for_every_network(model: Any, loss: th.Tensor) -> dict[str, th.Tensor]:

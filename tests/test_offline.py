@@ -1,0 +1,217 @@
+"""Offline RL: datasets, IQL, single-shot pathways."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.evaluation import evaluate_policy
+
+import sb3_pathways
+from sb3_pathways import DAPDCallback
+from sb3_pathways.offline import IQL, OfflineDataset, SingleShotPathways, load_minari, load_replay_buffer
+
+
+def swing_up(observation: np.ndarray) -> np.ndarray:
+    """A scripted Pendulum-v1 controller (about -150 per episode): pump energy until near the
+    top, then a PD controller."""
+    cos, sin, velocity = observation
+    angle = np.arctan2(sin, cos)
+    if cos > 0.9:
+        return np.clip([-10 * angle - 2 * velocity], -2, 2)
+    energy = 0.5 * velocity**2 + 15 * (cos - 1)  # 0 upright at rest
+    return np.clip([-energy * (1.0 if velocity >= 0 else -1.0)], -2, 2)
+
+
+def pendulum_dataset(episodes: int = 20, noise: float = 0.3, seed: int = 0) -> OfflineDataset:
+    env = gym.make("Pendulum-v1")
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {key: [] for key in ("obs", "act", "rew", "next", "term")}
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=seed + episode)
+        done = False
+        while not done:
+            action = np.clip(swing_up(observation) + noise * rng.normal(size=1), -2, 2).astype(np.float32)
+            next_observation, reward, terminated, truncated, _ = env.step(action)
+            for key, value in zip(rows, (observation, action, reward, next_observation, terminated)):
+                rows[key].append(value)
+            observation, done = next_observation, terminated or truncated
+    return OfflineDataset(
+        observations=np.array(rows["obs"], dtype=np.float32),
+        actions=np.array(rows["act"], dtype=np.float32),
+        rewards=np.array(rows["rew"], dtype=np.float32),
+        next_observations=np.array(rows["next"], dtype=np.float32),
+        terminations=np.array(rows["term"], dtype=np.float32),
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        name="scripted Pendulum-v1",
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset() -> OfflineDataset:
+    return pendulum_dataset()
+
+
+def _iql(dataset: object, policy: str = "MlpPolicy", **policy_kwargs: object) -> IQL:
+    return IQL(
+        policy,
+        "Pendulum-v1",
+        dataset=dataset,
+        temperature=1.0,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[64, 64], **policy_kwargs),
+    )
+
+
+def test_iql_learns_the_scripted_swing_up_from_its_data(dataset: OfflineDataset) -> None:
+    random_policy = np.mean([sum(r for r in _random_episode_rewards(seed)) for seed in range(5)])  # about -1200
+    model = _iql(dataset)
+    model.learn(2500)
+    mean_return, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=10)
+    assert random_policy < -1000 and mean_return > -700, (random_policy, mean_return)  # the data: about -150
+    assert model.num_timesteps == 2500 and model._n_updates == 2500
+
+
+def _random_episode_rewards(seed: int) -> list[float]:
+    env = gym.make("Pendulum-v1")
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    rewards, done = [], False
+    while not done:
+        _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        rewards.append(float(reward))
+        done = terminated or truncated
+    return rewards
+
+
+def test_training_never_steps_the_environment(dataset: OfflineDataset) -> None:
+    class Counting(gym.Wrapper):
+        steps = 0
+
+        def step(self, action: np.ndarray) -> tuple:
+            Counting.steps += 1
+            return super().step(action)
+
+    model = IQL(
+        "MlpPolicy", Counting(gym.make("Pendulum-v1")), dataset=dataset, device="cpu", policy_kwargs=dict(net_arch=[16])
+    )
+    model.learn(50)
+    assert Counting.steps == 0
+
+
+def test_save_load_predicts_the_same_and_needs_the_dataset_to_learn(dataset: OfflineDataset, tmp_path) -> None:
+    model = _iql(dataset, "PathwayPolicy", sparsity=0.9)
+    model.learn(100, callback=SingleShotPathways(n_samples=1000))
+    model.save(tmp_path / "iql")
+    observations = dataset.observations[:32]
+    loaded = IQL.load(tmp_path / "iql", device="cpu")
+    assert np.array_equal(
+        model.predict(observations, deterministic=True)[0], loaded.predict(observations, deterministic=True)[0]
+    )
+    masks, loaded_masks = sb3_pathways.get_masks(model), sb3_pathways.get_masks(loaded)
+    assert all(th.equal(masks[name], loaded_masks[name]) for name in masks)
+    with pytest.raises(ValueError, match="IQL has no dataset to learn from: pass dataset="):
+        loaded.learn(10)
+    resumed = IQL.load(tmp_path / "iql", device="cpu", dataset=dataset)
+    resumed.learn(20, reset_num_timesteps=False, callback=SingleShotPathways())
+    assert all(th.equal(masks[name], mask) for name, mask in sb3_pathways.get_masks(resumed).items())
+
+
+def test_single_shot_pathways_score_once_then_never_change(dataset: OfflineDataset) -> None:
+    model = _iql(dataset, "PathwayPolicy", sparsity=0.95)
+    initial = sb3_pathways.get_masks(model)
+    model.learn(200, callback=SingleShotPathways(n_samples=2000))
+    state = model.pathway_discovery
+    assert state.initialised and state.frozen and state.n_updates == 1 and state.frozen_step == 0
+    after = sb3_pathways.get_masks(model)
+    assert set(after) >= {"actor.latent_pi.0.weight", "critic.qf0.0.weight", "value.vf.0.weight"}
+    assert any(not th.equal(initial[name], after[name]) for name in after)  # chosen by the scores
+    for name, network in model.policy.pathways().items():
+        active = sum(int(mask.sum()) for mask in network.masks().values())
+        assert active == network.n_keep, name
+    for name, mask in after.items():
+        weight = model.policy.get_parameter(name)
+        assert th.count_nonzero(weight[~mask]) == 0, name
+    model.learn(100, reset_num_timesteps=False, callback=SingleShotPathways(n_samples=2000))
+    assert all(th.equal(after[name], mask) for name, mask in sb3_pathways.get_masks(model).items())
+
+
+def test_online_rescoring_is_refused_offline(dataset: OfflineDataset) -> None:
+    model = _iql(dataset, "PathwayPolicy")
+    with pytest.raises(
+        ValueError,
+        match=r"DAPDCallback updates masks as new data come in, but IQL learns from a fixed dataset: .*SingleShotPathways",
+    ):
+        model.learn(10, callback=DAPDCallback())
+
+
+def test_sac_replay_buffer_trains_iql(tmp_path) -> None:
+    online = SAC("MlpPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]))
+    online.learn(300)
+    online.save_replay_buffer(tmp_path / "buffer.pkl")
+    dataset = load_replay_buffer(tmp_path / "buffer.pkl")
+    assert len(dataset) == 300 and dataset.actions_scaled
+    assert np.abs(dataset.actions).max() <= 1.0
+    model = _iql(tmp_path / "buffer.pkl")
+    stored = online.replay_buffer.actions[:300, 0]
+    assert model.replay_buffer is not None and np.array_equal(model.replay_buffer.actions[:, 0], stored)
+    model.learn(20)
+
+
+def test_bad_data_is_refused_with_what_was_expected(dataset: OfflineDataset, tmp_path) -> None:
+    with pytest.raises(
+        ValueError, match=r"its observation space Box.*does not match the environment's Box.*nothing was truncated"
+    ):
+        IQL("MlpPolicy", "MountainCarContinuous-v0", dataset=dataset, device="cpu")
+    with pytest.raises(
+        ValueError, match=r"no local Minari dataset 'nowhere/none-v0'; local datasets: .*nothing is downloaded"
+    ):
+        _iql("nowhere/none-v0")
+    with pytest.raises(FileNotFoundError, match="no replay buffer at"):
+        _iql(tmp_path / "missing.pkl")
+    with pytest.raises(TypeError, match="dataset must be an OfflineDataset, an SB3 ReplayBuffer"):
+        _iql(42)
+    with pytest.raises(ValueError, match="has no task ids, but the policy has n_tasks=2"):
+        IQL(
+            "PathwayPolicy",
+            "Pendulum-v1",
+            dataset=dataset,
+            device="cpu",
+            policy_kwargs=dict(n_tasks=2, net_arch=[16], sparsity=0.5),
+        )
+    with pytest.raises(ValueError, match="expectile must be in"):
+        IQL("MlpPolicy", "Pendulum-v1", expectile=1.0)
+
+
+def test_minari_round_trip(dataset: OfflineDataset, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    minari = pytest.importorskip("minari")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    from minari.data_collector import EpisodeBuffer
+
+    episodes = []
+    for start in range(0, len(dataset), 200):
+        stop = start + 200
+        episodes.append(
+            EpisodeBuffer(
+                observations=np.concatenate([dataset.observations[start:stop], dataset.next_observations[stop - 1 : stop]]),
+                actions=dataset.actions[start:stop],
+                rewards=dataset.rewards[start:stop],
+                terminations=dataset.terminations[start:stop].astype(bool),
+                truncations=np.eye(200, dtype=bool)[-1],
+            )
+        )
+    minari.create_dataset_from_buffers(
+        "sb3_pathways_tests/pendulum/scripted-v0", episodes, env="Pendulum-v1", algorithm_name="swing_up"
+    )
+    loaded = load_minari("sb3_pathways_tests/pendulum/scripted-v0")
+    assert len(loaded) == len(dataset)
+    for name in ("observations", "actions", "rewards", "next_observations", "terminations"):
+        np.testing.assert_allclose(
+            getattr(loaded, name).reshape(getattr(dataset, name).shape), getattr(dataset, name), err_msg=name
+        )
+    model = _iql("sb3_pathways_tests/pendulum/scripted-v0")
+    model.learn(10)
