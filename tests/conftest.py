@@ -20,7 +20,7 @@ from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import sb3_pathways  # registers the aliases
-from sb3_pathways.offline import IQL, OfflineDataset
+from sb3_pathways.offline import BCQ, IQL, OfflineDataset
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 MASKED_CARTPOLE = "sb3_pathways_tests/MaskedCartPole-v1"
@@ -66,6 +66,8 @@ class AlgoCase:
     stock_aliases: tuple[str, str, str] = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
     #: learns from a fixed dataset (``kwargs["dataset"]``): online mask updates are refused
     offline: bool = False
+    #: its action is a chain of layers that export_pathway exports (not an LSTM, not BCQ's sampling)
+    exportable: bool = True
 
     @property
     def id(self) -> str:
@@ -138,6 +140,7 @@ ALGO_CASES = [
         ("actor", "critic"),
         policy_defaults=dict(lstm_hidden_size=32),
         stock_aliases=("MlpLstmPolicy", "CnnLstmPolicy", "MultiInputLstmPolicy"),
+        exportable=False,
     ),
     AlgoCase(
         IQL,
@@ -146,6 +149,15 @@ ALGO_CASES = [
         ("actor", "critic", "value"),
         {"critic_target": "critic"},
         offline=True,
+    ),
+    AlgoCase(
+        BCQ,
+        "Pendulum-v1",
+        dict(dataset=random_dataset("Pendulum-v1", 600), batch_size=32),
+        ("actor", "critic", "vae"),
+        {"actor_target": "actor", "critic_target": "critic"},
+        offline=True,
+        exportable=False,
     ),
 ]
 

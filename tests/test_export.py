@@ -79,8 +79,8 @@ def test_csr_layer_computes_the_dense_product() -> None:
 
 @pytest.mark.parametrize("sparse_layers", ["never", "always", "auto"])
 def test_exported_pathway_computes_the_policy_actions(case: AlgoCase, sparse_layers: str) -> None:
-    if case.algo is RecurrentPPO:
-        pytest.skip("recurrent policies are not exported (test_recurrent_policies_are_not_exported)")
+    if not case.exportable:
+        pytest.skip("refused with a clear error (test_recurrent_policies_are_not_exported, test_offline.py)")
     model = case.make(sparsity=0.9, net_arch=[64, 64])
     model.learn(200)
     exported = export_pathway(model, sparse_layers=sparse_layers)  # type: ignore[arg-type]
