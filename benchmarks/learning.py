@@ -375,14 +375,21 @@ def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
     for env in sorted({record["env"] for record in records}):
         figure, axis = plt.subplots(figsize=(7, 4.5))
         labels = sorted({_label(r) for r in records if r["env"] == env}, key=_label_order)
-        for method in labels:
+        colours = plt.get_cmap("tab20").colors
+        for index, method in enumerate(labels):
             runs = [r for r in records if r["env"] == env and _label(r) == method]
             if not runs:
                 continue
             length = min(len(r["eval_returns"]) for r in runs)
             steps = runs[0]["eval_steps"][:length]
             mean = [statistics.mean(r["eval_returns"][i] for r in runs) for i in range(length)]
-            axis.plot(steps, mean, label=f"{method} ({len(runs)} seeds)")
+            # dense in black and thick; every other method its own colour (20) and dash pattern
+            style = (
+                dict(color="black", linewidth=2.5)
+                if method == "dense"
+                else dict(color=colours[index % len(colours)], linestyle=("-", "--", ":", "-.")[index // len(colours) % 4])
+            )
+            axis.plot(steps, mean, label=f"{method} ({len(runs)} seeds)", **style)
         axis.set(title=f"SAC on {env} (sparse methods at 95%)", xlabel="environment steps", ylabel="evaluation return")
         axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the curves, not over them
         axis.grid(alpha=0.3)
