@@ -149,7 +149,7 @@ def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
     for name, network in model.policy.pathways().items():
         history = state.rule_states["DAPDUpdater"]["score_history"][name]
         assert len(history) == 3
-        expected = dapd_masks(network, th.stack(history).mean(dim=0))
+        expected = dapd_masks(network, th.stack(history).mean(dim=0), allocation="erk", within_layer="per_unit")
         assert expected is not None
         for layer_name, mask in network.masks().items():
             assert th.equal(mask[0], expected[layer_name])
@@ -411,7 +411,12 @@ def test_newest_transitions_across_envs_and_wrap_around() -> None:
 
 def test_defaults_average_five_scores_and_freeze_after_a_tenth_of_the_budget() -> None:
     callback = DAPDCallback()
-    assert callback.updater.moving_average == 5
+    assert isinstance(callback.updater, DAPDUpdater)
+    assert (callback.updater.moving_average, callback.updater.allocation, callback.updater.within_layer) == (
+        5,
+        "erk",
+        "per_unit",
+    )
     model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=50, batch_size=32, seed=0, device="cpu")
     model.learn(800, callback=callback)
     assert model.pathway_discovery.frozen_step == 50 + 75  # a tenth of the steps after learning_starts
