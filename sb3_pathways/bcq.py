@@ -446,10 +446,7 @@ class BCQ(OfflineAlgorithm):
             polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
             polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
         self.policy.set_training_mode(False)
-        self._n_updates += gradient_steps
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        for name, values in logged.items():
-            self.logger.record(f"train/{name}_loss", sum(values) / len(values))
+        self._record_training(logged, gradient_steps)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "vae", "actor", "actor_target", "critic", "critic_target"]

@@ -344,10 +344,7 @@ class IQL(OfflineAlgorithm):
             for name, loss in losses.items():
                 logged[name].append(loss.item())
         self.policy.set_training_mode(False)
-        self._n_updates += gradient_steps
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        for name, values in logged.items():
-            self.logger.record(f"train/{name}_loss", sum(values) / len(values))
+        self._record_training(logged, gradient_steps)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "actor", "critic", "critic_target", "value"]

@@ -216,3 +216,10 @@ class OfflineAlgorithm(OffPolicyAlgorithm):
                 self.dump_logs()
         callback.on_training_end()
         return self
+
+    def _record_training(self, losses: dict[str, list[float]], gradient_steps: int) -> None:
+        """Count the gradient steps and log each network's mean loss over them (``train/<name>_loss``)."""
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        for name, values in losses.items():
+            self.logger.record(f"train/{name}_loss", sum(values) / len(values))
