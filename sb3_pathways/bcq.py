@@ -25,7 +25,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
 from sb3_pathways.actor_critic import ActorCriticPathways
-from sb3_pathways.offline.base import OfflineAlgorithm
+from sb3_pathways.offline.base import OfflineAlgorithm, SeparateNetworksPolicy
 from sb3_pathways.policies import DeploymentSpec
 from sb3_pathways.registry import AlgorithmSpec, TrainingPasses, pathway_aliases, register_algorithm
 
@@ -162,7 +162,7 @@ def _repeat(obs: PyTorchObs, times: int) -> PyTorchObs:
     return obs.repeat_interleave(times, dim=0)
 
 
-class BCQPolicy(BasePolicy):
+class BCQPolicy(SeparateNetworksPolicy):
     """
     BCQ's networks: ``vae``, ``actor`` (perturbation) and twin ``critic``, with
     ``actor_target`` and ``critic_target``, each with its own features extractor and Adam.
@@ -184,6 +184,7 @@ class BCQPolicy(BasePolicy):
     :param latent_dim: the VAE's latent size (default 2 x action dim)
     """
 
+    trained_networks = ("vae", "actor", "critic")
     actor: Perturbation
     actor_target: Perturbation
     critic: ContinuousCritic
@@ -250,10 +251,6 @@ class BCQPolicy(BasePolicy):
         for network in (self.vae, self.actor, self.critic):
             network.optimizer = self.optimizer_class(network.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
-    def _features(self) -> tuple[BaseFeaturesExtractor, int]:
-        extractor = self.make_features_extractor()
-        return extractor, extractor.features_dim
-
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
@@ -306,11 +303,6 @@ class BCQPolicy(BasePolicy):
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self.best_sampled_actions(observation, self.actor, self.critic, deterministic=deterministic)[0]
-
-    def set_training_mode(self, mode: bool) -> None:
-        for network in (self.vae, self.actor, self.critic):
-            network.set_training_mode(mode)
-        self.training = mode
 
 
 class PathwayPolicy(ActorCriticPathways, BCQPolicy):

@@ -25,7 +25,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
 from sb3_pathways.actor_critic import ActorCriticPathways
-from sb3_pathways.offline.base import OfflineAlgorithm
+from sb3_pathways.offline.base import OfflineAlgorithm, SeparateNetworksPolicy
 from sb3_pathways.registry import AlgorithmSpec, TrainingPasses, pathway_aliases, register_algorithm
 
 SelfIQL = TypeVar("SelfIQL", bound="IQL")
@@ -137,7 +137,7 @@ class ValueNetwork(BaseModel):
         return self.vf(self.extract_features(obs, self.features_extractor))
 
 
-class IQLPolicy(BasePolicy):
+class IQLPolicy(SeparateNetworksPolicy):
     """
     IQL's networks: ``actor``, twin ``critic`` (with ``critic_target``) and ``value``, each
     with its own features extractor and Adam optimizer.
@@ -155,6 +155,7 @@ class IQLPolicy(BasePolicy):
     :param n_critics: number of Q-networks
     """
 
+    trained_networks = ("actor", "critic", "value")
     actor: IQLActor
     critic: ContinuousCritic
     critic_target: ContinuousCritic
@@ -207,10 +208,6 @@ class IQLPolicy(BasePolicy):
         for network in (self.actor, self.critic, self.value):
             network.optimizer = self.optimizer_class(network.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
-    def _features(self) -> tuple[BaseFeaturesExtractor, int]:
-        extractor = self.make_features_extractor()
-        return extractor, extractor.features_dim
-
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
@@ -230,12 +227,6 @@ class IQLPolicy(BasePolicy):
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self.actor(observation, deterministic)
-
-    def set_training_mode(self, mode: bool) -> None:
-        self.actor.set_training_mode(mode)
-        self.critic.set_training_mode(mode)
-        self.value.set_training_mode(mode)
-        self.training = mode
 
 
 class PathwayPolicy(ActorCriticPathways, IQLPolicy):

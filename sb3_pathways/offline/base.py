@@ -14,6 +14,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback, ProgressBarCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
 from sb3_pathways.offline.datasets import OfflineDataset, as_dataset
@@ -44,6 +45,23 @@ def dataset_buffer(dataset: OfflineDataset, policy: BasePolicy, device: th.devic
     buffer.dones[:, 0] = dataset.terminations.reshape(-1)
     buffer.full, buffer.pos = True, 0
     return buffer
+
+
+class SeparateNetworksPolicy(BasePolicy):
+    """A policy of several networks, each with its own features extractor and optimizer
+    (IQL, BCQ): ``trained_networks`` names those that train (targets never do)."""
+
+    trained_networks: ClassVar[tuple[str, ...]] = ()
+
+    def _features(self) -> tuple[BaseFeaturesExtractor, int]:
+        """A new features extractor for one network, and its output size."""
+        extractor = self.make_features_extractor()
+        return extractor, extractor.features_dim
+
+    def set_training_mode(self, mode: bool) -> None:
+        for name in self.trained_networks:
+            getattr(self, name).set_training_mode(mode)
+        self.training = mode
 
 
 class OfflineAlgorithm(OffPolicyAlgorithm):
