@@ -109,6 +109,8 @@ def random_dataset(env_id: str, size: int, seed: int = 0) -> OfflineDataset:
 
 
 OFF_POLICY = dict(learning_starts=50, batch_size=32, buffer_size=2_000, train_freq=8, gradient_steps=2)
+#: offline algorithms learn from 600 random Pendulum transitions (one dataset for both)
+OFFLINE = dict(dataset=random_dataset("Pendulum-v1", 600), batch_size=32)
 ALGO_CASES = [
     AlgoCase(SAC, "Pendulum-v1", OFF_POLICY, ("actor", "critic"), {"critic_target": "critic"}),
     AlgoCase(TQC, "Pendulum-v1", OFF_POLICY, ("actor", "critic"), {"critic_target": "critic"}),
@@ -145,7 +147,7 @@ ALGO_CASES = [
     AlgoCase(
         IQL,
         "Pendulum-v1",
-        dict(dataset=random_dataset("Pendulum-v1", 600), batch_size=32),
+        OFFLINE,
         ("actor", "critic", "value"),
         {"critic_target": "critic"},
         offline=True,
@@ -153,7 +155,7 @@ ALGO_CASES = [
     AlgoCase(
         BCQ,
         "Pendulum-v1",
-        dict(dataset=random_dataset("Pendulum-v1", 600), batch_size=32),
+        OFFLINE,
         ("actor", "critic", "vae"),
         {"actor_target": "actor", "critic_target": "critic"},
         offline=True,
