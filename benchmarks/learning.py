@@ -404,17 +404,6 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
     unknown = sorted(set(args.methods or ()) - set(METHODS))
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; accepted: {list(METHODS)}")
-    if args.preset:
-        preset = PRESETS[args.preset]
-        specs = [
-            RunSpec(method, env, seed, steps, eval_freq, args.eval_episodes, device=args.device)
-            for envs, methods, steps, eval_freq in preset["groups"]
-            for seed in preset["seeds"]  # seed-major: a stopped run leaves every env with equal seeds
-            for env in envs
-            for method in methods
-            if args.methods is None or method in args.methods
-        ]
-        return specs, args.last_evals or preset["last_evals"]
     for name in ("dapd_kwargs", "sac_kwargs"):
         try:
             if not isinstance(json.loads(getattr(args, name)), dict):
@@ -424,23 +413,41 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
     variant = dict(
         settings=args.settings, tag=args.tag, dapd_kwargs=args.dapd_kwargs, sac_kwargs=args.sac_kwargs, device=args.device
     )
+    if args.preset:
+        preset = PRESETS[args.preset]
+        fixed = [f"--{name.replace('_', '-')}" for name in ("steps", "eval_freq") if getattr(args, name) is not None]
+        if fixed:
+            raise SystemExit(f"{' and '.join(fixed)} cannot be given with --preset: the preset {args.preset!r} sets them")
+        preset_envs = [env for envs, *_ in preset["groups"] for env in envs]
+        outside = sorted(set(args.envs or ()) - set(preset_envs))
+        if outside:
+            raise SystemExit(f"--envs {outside} are not in the preset {args.preset!r}; it has {preset_envs}")
+        specs = [
+            RunSpec(method, env, seed, steps, eval_freq, args.eval_episodes, **variant)
+            for envs, methods, steps, eval_freq in preset["groups"]
+            for seed in args.seeds or preset["seeds"]  # seed-major: a stopped run leaves every env with equal seeds
+            for env in envs
+            for method in methods
+            if (args.methods is None or method in args.methods) and (args.envs is None or env in args.envs)
+        ]
+        return specs, args.last_evals or preset["last_evals"]
     specs = [
-        RunSpec(method, env, seed, args.steps, args.eval_freq, args.eval_episodes, **variant)
-        for env in args.envs
-        for seed in args.seeds
+        RunSpec(method, env, seed, args.steps or 20_000, args.eval_freq or 1_000, args.eval_episodes, **variant)
+        for env in args.envs or ["Pendulum-v1"]
+        for seed in args.seeds or [0, 1, 2]
         for method in args.methods or METHODS
     ]
     return specs, args.last_evals or 5
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument("--envs", nargs="+", default=["Pendulum-v1"])
+    parser.add_argument("--envs", nargs="+", default=None, help="default: Pendulum-v1, or the preset's (a subset)")
     parser.add_argument("--methods", nargs="+", default=None, help="default: all, or the preset's (a subset with a preset)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--eval-freq", type=int, default=1_000)
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 1 2, or the preset's")
+    parser.add_argument("--steps", type=int, default=None, help="default: 20000 (a preset sets its own)")
+    parser.add_argument("--eval-freq", type=int, default=None, help="default: 1000 (a preset sets its own)")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--last-evals", type=int, default=None, help="evaluations averaged for the final return")
     parser.add_argument("--workers", type=int, default=2)
@@ -456,8 +463,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--summarise", action="store_true", help="run nothing: summarise every record under --results with these steps"
     )
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.results is None:
         args.results = ROOT / "benchmarks" / "results" / "learning" / PRESETS.get(args.preset or "", {}).get("subdir", "")
     args.results = args.results.resolve()

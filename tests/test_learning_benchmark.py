@@ -121,3 +121,18 @@ def test_a_call_summarises_the_runs_of_earlier_calls_too(learning, tmp_path: Pat
     learning.main([*base, "--methods", "dense", "--results", str(tmp_path)])
     learning.main([*base, "--methods", "static", "--results", str(tmp_path)])
     assert set(json.loads((tmp_path / "summary.json").read_text())["Pendulum-v1"]) == {"dense", "static"}
+
+
+def test_a_preset_runs_the_envs_seeds_and_variant_asked_for(learning) -> None:
+    def specs(*argv: str) -> list:
+        return learning.specs_from_args(learning.build_parser().parse_args(["--preset", "mujoco", *argv]))[0]
+
+    chosen = specs("--envs", "Hopper-v5", "--methods", "dapd", "--seeds", "4", "--tag", "new", "--dapd-kwargs", '{"a": 1}')
+    assert [(spec.env, spec.method, spec.seed, spec.steps, spec.label, spec.dapd_kwargs) for spec in chosen] == [
+        ("Hopper-v5", "dapd", 4, 100_000, "dapd-new", '{"a": 1}')
+    ]
+    assert len(specs()) == 2 * 3 * 3
+    with pytest.raises(SystemExit, match=r"--envs \['Pendulum-v1'\] are not in the preset 'mujoco'"):
+        specs("--envs", "Pendulum-v1")
+    with pytest.raises(SystemExit, match="--steps cannot be given with --preset"):
+        specs("--steps", "10")
