@@ -35,6 +35,7 @@ from learning import package_versions
 from overhead import time_train_alternating
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pathways.masking.pathway import merge_task_weights
 from sb3_pathways.multitask import MT10_TASKS, MultiTaskDAPDCallback, make_mt10_env, task_active_weights, task_overlap
@@ -64,23 +65,26 @@ class TrainingSuccess(BaseCallback):
         return True
 
 
-def evaluate_tasks(model: SAC, episodes: int, seed: int) -> dict[str, float]:
-    """Success rate of every task over deterministic episodes (success at any step)."""
-    env = make_mt10_env(n_envs=10, seed=seed + 10_000)
+def evaluate_tasks(model: Any, episodes: int, seed: int, env: VecEnv | None = None) -> dict[str, float]:
+    """Success rate of every task over deterministic episodes (success at any step), on ``env``
+    (one sub-env per MT10 task) or on a new MT10 env seeded ``seed + 10_000``. Building the
+    ten MetaWorld tasks takes seconds, so callers that evaluate often pass one env."""
+    eval_env = env if env is not None else make_mt10_env(n_envs=10, seed=seed + 10_000)
     successes = np.zeros(10)
     for _ in range(episodes):
-        observations = env.reset()
+        observations = eval_env.reset()
         succeeded = np.zeros(10, dtype=bool)
         finished = np.zeros(10, dtype=bool)
         while not finished.all():
             actions, _ = model.predict(observations, deterministic=True)
-            observations, _, dones, infos = env.step(actions)
+            observations, _, dones, infos = eval_env.step(actions)
             for index, info in enumerate(infos):
                 if not finished[index]:
                     succeeded[index] |= bool(info.get("is_success", 0.0))
                     finished[index] |= bool(dones[index])
         successes += succeeded
-    env.close()
+    if env is None:
+        eval_env.close()
     return {task: float(value) / episodes for task, value in zip(MT10_TASKS, successes)}
 
 

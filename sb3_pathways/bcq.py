@@ -26,6 +26,7 @@ from torch import nn
 
 from sb3_pathways.actor_critic import ActorCriticPathways
 from sb3_pathways.offline.base import OfflineAlgorithm, SeparateNetworksPolicy
+from sb3_pathways.offline.multi_head import MultiHeadMixin, last_linear
 from sb3_pathways.policies import DeploymentSpec
 from sb3_pathways.registry import AlgorithmSpec, TrainingPasses, pathway_aliases, register_algorithm
 
@@ -185,6 +186,7 @@ class BCQPolicy(SeparateNetworksPolicy):
     """
 
     trained_networks = ("vae", "actor", "critic")
+    target_networks: ClassVar[dict[str, str]] = {"actor_target": "actor", "critic_target": "critic"}
     actor: Perturbation
     actor_target: Perturbation
     critic: ContinuousCritic
@@ -245,11 +247,7 @@ class BCQPolicy(SeparateNetworksPolicy):
         critic_kwargs = dict(n_critics=self.n_critics, **common)
         self.critic = ContinuousCritic(*spaces_, arch["qf"], *self._features(), **critic_kwargs)  # type: ignore[arg-type]
         self.critic_target = ContinuousCritic(*spaces_, arch["qf"], *self._features(), **critic_kwargs)  # type: ignore[arg-type]
-        for target, online in ((self.actor_target, self.actor), (self.critic_target, self.critic)):
-            target.load_state_dict(online.state_dict())
-            target.set_training_mode(False)
-        for network in (self.vae, self.actor, self.critic):
-            network.optimizer = self.optimizer_class(network.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self._finish_build(lr_schedule)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -309,7 +307,7 @@ class PathwayPolicy(ActorCriticPathways, BCQPolicy):
     """BCQ policy (``MlpPolicy``) with pathway masks on the perturbation actor, the twin
     critic (their targets follow) and the VAE."""
 
-    pathway_targets: ClassVar[dict[str, str]] = {"actor_target": "actor", "critic_target": "critic"}
+    pathway_targets: ClassVar[dict[str, str]] = BCQPolicy.target_networks
 
     def pathway_network_paths(self) -> dict[str, list[str]]:
         return {**super().pathway_network_paths(), "vae": ["vae"]}
@@ -323,6 +321,17 @@ class PathwayPolicy(ActorCriticPathways, BCQPolicy):
     def pathway_chains(self) -> dict[str, list[tuple[str, ...]]]:
         critics: list[tuple[str, ...]] = [(path,) for path in self.pathway_ensembles()["critic"]]
         return {"actor": [("actor.mu",)], "critic": critics}
+
+
+class MultiHeadPolicy(MultiHeadMixin, BCQPolicy):
+    """BCQ's multi-head multi-task baseline (MHMT): dense networks whose output layers (the
+    perturbation's, each Q-network's, the VAE encoder's latent mean and log-std and its
+    decoder's) have one head per task. ``n_tasks`` in ``policy_kwargs``."""
+
+    def task_head_layers(self) -> list[str]:
+        critics = [last_linear(self, f"critic.qf{index}") for index in range(self.n_critics)]
+        vae = ["vae.latent_mean", "vae.latent_log_std", last_linear(self, "vae.decoder")]
+        return [last_linear(self, "actor.mu"), *critics, *vae]
 
 
 MlpPolicy = BCQPolicy
@@ -383,7 +392,7 @@ class BCQ(OfflineAlgorithm):
     :param kwargs: see :class:`~sb3_pathways.offline.base.OfflineAlgorithm`
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiHeadPolicy": MultiHeadPolicy}
     policy: BCQPolicy
     actor: Perturbation
     actor_target: Perturbation

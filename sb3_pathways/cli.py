@@ -4,11 +4,13 @@
     sb3-pathways enjoy [rl-zoo3 enjoy flags]
     sb3-pathways record-video [rl-zoo3 record_video flags]
     sb3-pathways report RUN_OR_MODEL [RUN_OR_MODEL ...] [--algo ALGO]
+    sb3-pathways collect [MT10 | MT50] [--episodes-per-task N] [--quality Q] [--dataset-id ID]
 
 ``train`` is rl-zoo3's training with this package imported and its ``hyperparams/`` as the
 default configuration, on one torch thread unless ``--num-threads N`` says otherwise; with no
 arguments it runs the built-in default (SAC + DAPD on Pendulum-v1, 10,000 steps) and reports
-on the run at the end.
+on the run at the end. ``collect`` writes a local Minari dataset of MetaWorld's scripted
+policies for offline training (IQL, BCQ).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ DENSE_POLICIES = {
     "PathwayCnnPolicy": "CnnPolicy",
     "PathwayMultiInputPolicy": "MultiInputPolicy",
 }
-SUBCOMMANDS = ("train", "enjoy", "record-video", "report")
+SUBCOMMANDS = ("train", "enjoy", "record-video", "report", "collect")
 
 
 def usage() -> str:
@@ -284,11 +286,46 @@ def report_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def collect_command(argv: Sequence[str]) -> int:
+    """``sb3-pathways collect``: a MetaWorld multi-task dataset of the scripted policies."""
+    from sb3_pathways.offline.collect import BENCHMARKS, QUALITIES, collect_scripted
+
+    parser = argparse.ArgumentParser(
+        prog="sb3-pathways collect",
+        description="Write a local Minari dataset of MetaWorld's scripted policies (task id and success per step), "
+        "for IQL(..., dataset=ID) and BCQ(..., dataset=ID). Prints the dataset id.",
+    )
+    parser.add_argument("benchmark", nargs="?", default="MT10", choices=BENCHMARKS)
+    parser.add_argument("--episodes-per-task", type=int, default=10, help="500-step episodes of every task (default 10)")
+    parser.add_argument("--quality", default="expert", choices=sorted(QUALITIES), help="scripted, or with random actions")
+    parser.add_argument("--dataset-id", default=None, help="Minari id (default sb3_pathways/<benchmark>/<quality>-<N>ep-v0)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-episode-steps", type=int, default=None, help="episode length (MetaWorld's: 500)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a local dataset of the same id")
+    options = parser.parse_args(list(argv))
+    try:
+        dataset_id = collect_scripted(
+            options.benchmark,
+            options.episodes_per_task,
+            options.quality,
+            options.dataset_id,
+            options.seed,
+            options.max_episode_steps,
+            options.overwrite,
+            verbose=1,
+        )
+    except (ValueError, FileExistsError, ImportError) as error:
+        raise UsageError(str(error)) from error
+    print(dataset_id)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "train": train,
     "enjoy": enjoy,
     "record-video": record_video,
     "report": report_command,
+    "collect": collect_command,
 }
 
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from sb3_pathways.actor_critic import ActorCriticPathways
 from sb3_pathways.offline.base import OfflineAlgorithm, SeparateNetworksPolicy
+from sb3_pathways.offline.multi_head import MultiHeadMixin, last_linear
 from sb3_pathways.registry import AlgorithmSpec, TrainingPasses, pathway_aliases, register_algorithm
 
 SelfIQL = TypeVar("SelfIQL", bound="IQL")
@@ -156,6 +157,7 @@ class IQLPolicy(SeparateNetworksPolicy):
     """
 
     trained_networks = ("actor", "critic", "value")
+    target_networks: ClassVar[dict[str, str]] = {"critic_target": "critic"}
     actor: IQLActor
     critic: ContinuousCritic
     critic_target: ContinuousCritic
@@ -202,11 +204,8 @@ class IQLPolicy(SeparateNetworksPolicy):
         critic_kwargs = dict(n_critics=self.n_critics, **common)
         self.critic = ContinuousCritic(*spaces_, archs["qf"], *self._features(), **critic_kwargs)  # type: ignore[arg-type]
         self.critic_target = ContinuousCritic(*spaces_, archs["qf"], *self._features(), **critic_kwargs)  # type: ignore[arg-type]
-        self.critic_target.load_state_dict(self.critic.state_dict())
-        self.critic_target.set_training_mode(False)
         self.value = ValueNetwork(*spaces_, archs["vf"], *self._features(), **common)  # type: ignore[arg-type]
-        for network in (self.actor, self.critic, self.value):
-            network.optimizer = self.optimizer_class(network.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self._finish_build(lr_schedule)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -233,10 +232,20 @@ class PathwayPolicy(ActorCriticPathways, IQLPolicy):
     """IQL policy (``MlpPolicy``) with pathway masks on the actor, the twin critic (its target
     follows) and the value network."""
 
-    pathway_targets: ClassVar[dict[str, str]] = {"critic_target": "critic"}
+    pathway_targets: ClassVar[dict[str, str]] = IQLPolicy.target_networks
 
     def pathway_network_paths(self) -> dict[str, list[str]]:
         return {**super().pathway_network_paths(), "value": ["value"]}
+
+
+class MultiHeadPolicy(MultiHeadMixin, IQLPolicy):
+    """IQL's multi-head multi-task baseline (MHMT): dense networks whose output layers (the
+    actor's mean, each Q-network's and the value network's last layer) have one head per
+    task; the actor's state-independent log-std is shared. ``n_tasks`` in ``policy_kwargs``."""
+
+    def task_head_layers(self) -> list[str]:
+        critics = [last_linear(self, f"critic.qf{index}") for index in range(self.n_critics)]
+        return ["actor.mu", *critics, last_linear(self, "value.vf")]
 
 
 MlpPolicy = IQLPolicy
@@ -283,7 +292,7 @@ class IQL(OfflineAlgorithm):
     :param kwargs: see :class:`~sb3_pathways.offline.base.OfflineAlgorithm`
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiHeadPolicy": MultiHeadPolicy}
     policy: IQLPolicy
     actor: IQLActor
     critic: ContinuousCritic

@@ -238,7 +238,8 @@ def test_minari_round_trip(dataset: OfflineDataset, tmp_path, monkeypatch: pytes
     model.learn(10)
 
 
-def test_multi_task_single_shot_scores_each_task_on_its_own_data_and_starts_merged() -> None:
+def two_task_dataset() -> tuple[gym.Env, OfflineDataset]:
+    """Random-action transitions of the two-task test environment, with their task ids."""
     from test_multitask import two_task_env
 
     env = two_task_env()
@@ -265,6 +266,11 @@ def test_multi_task_single_shot_scores_each_task_on_its_own_data_and_starts_merg
         action_space=env.action_space,
         task_ids=np.array(rows["obs"])[:, 3:].argmax(axis=1),
     )
+    return env, data
+
+
+def test_multi_task_single_shot_scores_each_task_on_its_own_data_and_starts_merged() -> None:
+    env, data = two_task_dataset()
     policy_kwargs = dict(n_tasks=2, sparsity=0.7, net_arch=[16, 16])
     model = IQL("PathwayPolicy", env, dataset=data, batch_size=32, seed=0, device="cpu", policy_kwargs=policy_kwargs)
     model.learn(50, callback=SingleShotPathways(n_samples=None))
@@ -278,3 +284,50 @@ def test_multi_task_single_shot_scores_each_task_on_its_own_data_and_starts_merg
     assert merged and all(bool(layer.merged) for layer in merged)  # the task weights start merged
     model.learn(50, reset_num_timesteps=False, callback=SingleShotPathways(n_samples=None))
     assert all(th.equal(masks[name], mask) for name, mask in sb3_pathways.get_masks(model).items())
+
+
+@pytest.mark.parametrize("algo", [IQL, BCQ])
+def test_multi_head_policy_routes_every_sample_through_its_task_head(algo: type, tmp_path) -> None:
+    from sb3_pathways.offline.multi_head import TaskHeads
+
+    env, data = two_task_dataset()
+    net_arch = [16, 16] if algo is IQL else dict(pi=[16, 16], qf=[16, 16], vae=[16, 16])
+    model = algo("MultiHeadPolicy", env, dataset=data, batch_size=32, seed=0, device="cpu",
+                 policy_kwargs=dict(n_tasks=2, net_arch=net_arch))  # fmt: skip
+    policy = model.policy
+    heads = {name: module for name, module in policy.named_modules() if isinstance(module, TaskHeads)}
+    expected = {"actor.mu", "value.vf.4"} if algo is IQL else {"actor.mu.4", "vae.latent_mean", "vae.latent_log_std"}
+    assert expected <= set(heads) and {"critic.qf0.4", "critic.qf1.4", "critic_target.qf0.4"} <= set(heads)
+    for target, online in policy.target_networks.items():  # targets start as copies, heads included
+        for name, value in getattr(policy, online).state_dict().items():
+            assert th.equal(getattr(policy, target).state_dict()[name], value), (target, name)
+    for name, module in heads.items():  # each online head trains with its own network
+        network = getattr(policy, name.split(".")[0])
+        if name.split(".")[0] in policy.trained_networks:
+            assert any(module.weight is p for group in network.optimizer.param_groups for p in group["params"]), name
+
+    observations = th.as_tensor(data.observations[:64])
+    tasks = data.task_ids[:64]
+    network = policy.critic
+    actions = th.as_tensor(data.actions[:64])
+    before = network(observations, actions)[0].detach()
+    head = heads["critic.qf0.4"]
+    with th.no_grad():
+        head.weight[1].add_(1.0)
+    after = network(observations, actions)[0].detach()
+    assert th.equal(after[tasks == 0], before[tasks == 0])  # task 0 never reads task 1's head
+    assert not th.allclose(after[tasks == 1], before[tasks == 1])
+    head.weight.grad = None
+    network(observations[tasks == 0], actions[tasks == 0])[0].sum().backward()
+    assert head.weight.grad is not None and float(head.weight.grad[1].abs().sum()) == 0.0
+    assert float(head.weight.grad[0].abs().sum()) > 0.0
+
+    model.learn(20)
+    model.save(tmp_path / "mhmt")
+    loaded = algo.load(tmp_path / "mhmt", env=env, device="cpu")
+    assert loaded.policy.n_tasks == 2
+    first, _ = model.predict(data.observations[:8], deterministic=True)
+    second, _ = loaded.predict(data.observations[:8], deterministic=True)
+    np.testing.assert_array_equal(first, second)
+    with pytest.raises(ValueError, match="n_tasks of a multi-head policy must be an int of at least 2"):
+        algo("MultiHeadPolicy", env, policy_kwargs=dict(n_tasks=1))

@@ -52,11 +52,25 @@ class SeparateNetworksPolicy(BasePolicy):
     (IQL, BCQ): ``trained_networks`` names those that train (targets never do)."""
 
     trained_networks: ClassVar[tuple[str, ...]] = ()
+    #: target network -> the online network it follows
+    target_networks: ClassVar[dict[str, str]] = {}
+    optimizer_class: type[th.optim.Optimizer]
+    optimizer_kwargs: dict[str, Any]
 
     def _features(self) -> tuple[BaseFeaturesExtractor, int]:
         """A new features extractor for one network, and its output size."""
         extractor = self.make_features_extractor()
         return extractor, extractor.features_dim
+
+    def _finish_build(self, lr_schedule: Schedule) -> None:
+        """The end of ``_build``, once every network exists: targets start as copies of their
+        online networks, and each trained network gets its optimizer."""
+        for target, online in self.target_networks.items():
+            getattr(self, target).load_state_dict(getattr(self, online).state_dict())
+            getattr(self, target).set_training_mode(False)
+        for name in self.trained_networks:
+            network = getattr(self, name)
+            network.optimizer = self.optimizer_class(network.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def set_training_mode(self, mode: bool) -> None:
         for name in self.trained_networks:

@@ -1,0 +1,332 @@
+"""MetaWorld MT10 offline: pathway BCQ and IQL against the dense multi-task (MT) and multi-head
+multi-task (MHMT) baselines, on the same dataset and gradient-step budget.
+
+Methods, for each algorithm:
+
+- ``pathway``: ``PathwayPolicy`` with ``n_tasks=10`` at ``--sparsity`` (95%), every task's
+  pathway found once on its own transitions by ``SingleShotPathways`` before the first
+  gradient step and never changed;
+- ``mt``: ``MlpPolicy``, one dense network for all tasks (the task one-hot in the observation);
+- ``mhmt``: ``MultiHeadPolicy``, one dense network with one output head per task.
+
+The dataset is a local Minari dataset of MetaWorld's scripted policies
+(:func:`sb3_pathways.offline.collect_scripted`), made the first time it is needed. Each run
+is evaluated every ``eval_freq`` gradient steps and at the end on deterministic episodes of
+every task (success: MetaWorld reports success at any step of the episode) and records the
+active weights and forward FLOPs per sample of every network for one task. One JSON per run
+under ``--results``; runs already there are not redone, so a stopped benchmark resumes.
+
+    python benchmarks/offline.py --preset cpu --commit            # 3 seeds, ~30 min per seed here
+    python benchmarks/offline.py --preset cpu --algos iql --seeds 0   # one algorithm, one seed
+    python benchmarks/offline.py --preset sizes --commit          # BCQ on 10k / 50k / 100k transitions
+    python benchmarks/offline.py --preset paper                   # 1M gradient steps, 5 seeds
+    python benchmarks/offline.py --preset cpu --summarise         # table and figure of the runs so far
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from learning import package_versions
+from multitask import evaluate_tasks
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
+
+from sb3_pathways.deploy.flops import forward_flops
+from sb3_pathways.multitask import MT10_TASKS, make_mt10_env
+from sb3_pathways.offline import BCQ, IQL, SingleShotPathways, collect_scripted, scripted_dataset_id
+from sb3_pathways.offline.base import OfflineAlgorithm
+from sb3_pathways.offline.collect import QUALITIES
+from sb3_pathways.offline.multi_head import TaskHeads
+
+ROOT = Path(__file__).resolve().parent.parent
+ALGOS: dict[str, type[OfflineAlgorithm]] = {"bcq": BCQ, "iql": IQL}
+METHODS = ("pathway", "mt", "mhmt")
+POLICIES = {"pathway": "PathwayPolicy", "mt": "MlpPolicy", "mhmt": "MultiHeadPolicy"}
+
+#: preset -> runs (algorithms x methods x dataset sizes x seeds), gradient steps and evaluation
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "algos": ["iql", "bcq"],
+        "episodes_per_task": [10],
+        "steps": {"iql": 20_000, "bcq": 10_000},
+        "seeds": [0, 1, 2],
+        "eval_freq": 5_000,
+        "eval_episodes": 5,
+    },
+    "sizes": {
+        "algos": ["bcq"],
+        "episodes_per_task": [2, 10, 20],  # 10k, 50k and 100k transitions
+        "steps": {"bcq": 10_000},
+        "seeds": [0, 1, 2],
+        "eval_freq": 10_000,
+        "eval_episodes": 5,
+    },
+    "paper": {
+        "algos": ["iql", "bcq"],
+        "episodes_per_task": [10],
+        "steps": {"iql": 1_000_000, "bcq": 1_000_000},
+        "seeds": [0, 1, 2, 3, 4],
+        "eval_freq": 50_000,
+        "eval_episodes": 10,
+    },
+}
+
+
+class SuccessEvaluation(BaseCallback):
+    """Every ``eval_freq`` gradient steps: the success rate of every task (see :func:`evaluate_tasks`)."""
+
+    def __init__(self, eval_freq: int, episodes: int, env: VecEnv) -> None:
+        super().__init__()
+        self.eval_freq, self.episodes, self.env = eval_freq, episodes, env
+        self.curve: list[tuple[int, float]] = []
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.num_timesteps % self.eval_freq == 0:
+            success = evaluate_tasks(self.model, self.episodes, 0, self.env)
+            self.curve.append((self.num_timesteps, float(np.mean(list(success.values())))))
+        return True
+
+
+def dense_layer_costs(network: nn.Module) -> tuple[int, int]:
+    """Weights and forward FLOPs per sample that one task uses in a dense network (of
+    :class:`TaskHeads`, the task's own head only)."""
+    weights = flops = 0
+    for module in network.modules():
+        if isinstance(module, nn.Linear):
+            layer_weights, outputs = module.weight.numel(), module.out_features
+        elif isinstance(module, TaskHeads):
+            layer_weights, outputs = module.in_features * module.out_features, module.out_features
+        else:
+            continue
+        weights += layer_weights
+        flops += 2 * layer_weights + outputs
+    return weights, flops
+
+
+def task_costs(model: OfflineAlgorithm, method: str) -> dict[str, dict[str, float]]:
+    """Network -> weights and forward FLOPs per sample one task uses, averaged over tasks."""
+    if method != "pathway":
+        return {
+            name: dict(zip(("weights", "flops"), dense_layer_costs(getattr(model.policy, name))))
+            for name in model.policy.trained_networks  # type: ignore[attr-defined]
+        }
+    costs: dict[str, dict[str, list[int]]] = {}
+    for task in range(len(MT10_TASKS)):
+        for name, layers in forward_flops(model, pathway=task).items():
+            network = model.policy.pathways()[name]  # type: ignore[attr-defined]
+            entry = costs.setdefault(name, {"weights": [], "flops": []})
+            entry["weights"].append(sum(int(mask[task].sum()) for mask in network.masks().values()))
+            entry["flops"].append(sum(layer.pathway for layer in layers.values()))
+    return {name: {key: float(np.mean(values)) for key, values in entry.items()} for name, entry in costs.items()}
+
+
+def dataset_for(episodes_per_task: int, quality: str) -> str:
+    """The local Minari dataset of these settings, collected if it is not there yet."""
+    import minari
+
+    dataset_id = scripted_dataset_id("MT10", quality, episodes_per_task)
+    if dataset_id not in minari.list_local_datasets():
+        print(f"collecting {dataset_id} ...", flush=True)
+        collect_scripted("MT10", episodes_per_task, quality, dataset_id, verbose=1)
+    return dataset_id
+
+
+def run_name(algo: str, method: str, quality: str, episodes_per_task: int, seed: int, steps: int) -> str:
+    return f"{algo}_{method}_{quality}{episodes_per_task}ep_seed{seed}_{steps}.json"
+
+
+def run(
+    algo: str,
+    method: str,
+    dataset_id: str,
+    seed: int,
+    steps: int,
+    eval_freq: int,
+    eval_episodes: int,
+    sparsity: float,
+    eval_episode_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train one model on the dataset and evaluate it (see the module documentation);
+    ``eval_episode_steps`` shortens the evaluation episodes (MetaWorld's: 500)."""
+    # the environment gives the spaces and serves every evaluation; offline, training never steps it
+    env = make_mt10_env(n_envs=10, seed=seed + 10_000, max_episode_steps=eval_episode_steps)
+    policy_kwargs: dict[str, Any] = {} if method == "mt" else {"n_tasks": len(MT10_TASKS)}
+    if method == "pathway":
+        policy_kwargs["sparsity"] = sparsity
+    model = ALGOS[algo](POLICIES[method], env, dataset=dataset_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs)
+    evaluation = SuccessEvaluation(eval_freq, max(1, eval_episodes // 2), env)
+    callbacks: list[BaseCallback] = [evaluation]
+    if method == "pathway":
+        callbacks.insert(0, SingleShotPathways())
+    start = time.perf_counter()
+    model.learn(steps, callback=callbacks)
+    seconds = time.perf_counter() - start
+    success = evaluate_tasks(model, eval_episodes, seed, env)
+    env.close()
+    return {
+        "algo": algo,
+        "method": method,
+        "dataset": dataset_id,
+        "dataset_transitions": len(model.dataset),  # type: ignore[arg-type]
+        "seed": seed,
+        "steps": steps,
+        "sparsity": sparsity if method == "pathway" else 0.0,
+        "eval_episodes": eval_episodes,
+        "success": success,
+        "mean_success": float(np.mean(list(success.values()))),
+        "curve": evaluation.curve,
+        "per_task_costs": task_costs(model, method),
+        "train_seconds": seconds,
+        "gradient_steps_per_second": steps / seconds,
+        "versions": package_versions("metaworld", "minari"),
+    }
+
+
+def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """A markdown table (mean ± std success over seeds, weights and FLOPs per task) and its data."""
+    groups: dict[tuple[str, str, int, int, str], list[dict[str, Any]]] = {}
+    for record in records:
+        key = (record["algo"], record["dataset"], record["dataset_transitions"], record["steps"], record["method"])
+        groups.setdefault(key, []).append(record)
+    rows = [
+        "| algorithm | dataset | transitions | method | gradient steps | seeds | success | weights per task | "
+        "forward FLOPs per task | weakest tasks |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    summary: dict[str, Any] = {}
+    for (algo, dataset, transitions, steps, method), group in sorted(groups.items()):
+        successes = [record["mean_success"] for record in group]
+        std = statistics.stdev(successes) if len(successes) > 1 else 0.0
+        costs = group[0]["per_task_costs"]
+        weights = sum(entry["weights"] for entry in costs.values())
+        flops = sum(entry["flops"] for entry in costs.values())
+        per_task = {task: float(np.mean([record["success"][task] for record in group])) for task in MT10_TASKS}
+        weakest = ", ".join(f"{task} {value:.2f}" for task, value in sorted(per_task.items(), key=lambda x: x[1])[:2])
+        rows.append(
+            f"| {algo.upper()} | {dataset} | {transitions} | {method} | {steps} | {len(group)} | "
+            f"{np.mean(successes):.3f} ± {std:.3f} | {weights:,.0f} | {flops:,.0f} | {weakest} |"
+        )
+        summary[f"{algo}/{dataset}/{steps}/{method}"] = {
+            "mean_success": float(np.mean(successes)),
+            "std": std,
+            "seeds": [record["seed"] for record in group],
+            "success_per_task": per_task,
+            "weights_per_task": weights,
+            "flops_per_task": flops,
+            "per_network_costs": costs,
+        }
+    return "\n".join(rows) + "\n", summary
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> Path:
+    """Success per task of each method (mean over seeds), one panel per algorithm and dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(record["algo"], record["dataset"]) for record in records})
+    figure, axes = plt.subplots(len(panels), 1, figsize=(11, 3.4 * len(panels)), squeeze=False)
+    colours = {"pathway": "tab:green", "mt": "black", "mhmt": "tab:grey"}
+    width = 0.8 / len(METHODS)
+    for axis, (algo, dataset) in zip(axes[:, 0], panels):
+        for offset, method in enumerate(METHODS):
+            group = [r for r in records if (r["algo"], r["dataset"], r["method"]) == (algo, dataset, method)]
+            if not group:
+                continue
+            means = [np.mean([r["success"][task] for r in group]) for task in MT10_TASKS]
+            overall = np.mean([r["mean_success"] for r in group])
+            axis.bar(
+                np.arange(len(MT10_TASKS)) + (offset - 1) * width,
+                means,
+                width,
+                color=colours[method],
+                label=f"{method} (mean {overall:.2f}, {len(group)} seeds)",
+            )
+        axis.set_xticks(np.arange(len(MT10_TASKS)), [task.removesuffix("-v3") for task in MT10_TASKS], fontsize=8)
+        axis.set_ylim(0, 1.05)
+        axis.set_ylabel("success rate")
+        axis.set_title(f"{algo.upper()} on {dataset}", fontsize=10)
+        axis.legend(fontsize=8, loc="lower left")
+        axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def commit(path: Path, message: str) -> None:
+    for _ in range(5):
+        added = subprocess.run(["git", "add", str(path)], cwd=ROOT, capture_output=True)
+        committed = subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], cwd=ROOT, capture_output=True)
+        if added.returncode == 0 and committed.returncode == 0:
+            return
+        time.sleep(2)
+    print(f"could not commit {path}: {committed.stderr.decode().strip()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--algos", nargs="+", choices=sorted(ALGOS), default=None, help="default: the preset's")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--steps", type=int, default=None, help="gradient steps of every run (default: the preset's)")
+    parser.add_argument("--quality", default="expert", choices=sorted(QUALITIES), help="dataset quality")
+    parser.add_argument("--sparsity", type=float, default=0.95)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "offline")
+    parser.add_argument("--commit", action="store_true", help="git-commit each finished run's JSON")
+    parser.add_argument("--summarise", action="store_true", help="run nothing: table and figure of the runs so far")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    th.set_num_threads(args.threads)
+    preset = PRESETS[args.preset]
+    runs_dir = args.results / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if not args.summarise:
+        for seed in args.seeds or preset["seeds"]:
+            for episodes_per_task in preset["episodes_per_task"]:
+                for algo in args.algos or preset["algos"]:
+                    steps = args.steps or preset["steps"][algo]
+                    for method in args.methods:
+                        path = runs_dir / run_name(algo, method, args.quality, episodes_per_task, seed, steps)
+                        if path.exists():
+                            continue
+                        dataset_id = dataset_for(episodes_per_task, args.quality)
+                        record = run(
+                            algo, method, dataset_id, seed, steps, preset["eval_freq"], preset["eval_episodes"], args.sparsity
+                        )
+                        path.write_text(json.dumps(record, indent=2))
+                        print(
+                            f"{algo} {method} {dataset_id} seed {seed}: success {record['mean_success']:.3f} "
+                            f"({record['train_seconds'] / 60:.1f} min, {record['gradient_steps_per_second']:.0f} steps/s)",
+                            flush=True,
+                        )
+                        if args.commit:
+                            commit(path, f"offline benchmark: {algo} {method} on {dataset_id}, seed {seed}")
+    records = [json.loads(path.read_text()) for path in sorted(runs_dir.glob("*.json"))]
+    if not records:
+        raise SystemExit(f"no offline runs under {runs_dir}")
+    table, summary = summarise(records)
+    (args.results / "summary.md").write_text(table)
+    (args.results / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot(records, args.results / "offline_mt10.png")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
