@@ -58,7 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "algos": ["iql", "bcq"],
         "episodes_per_task": [10],
-        "steps": {"iql": 20_000, "bcq": 10_000},
+        "steps": {"iql": 10_000, "bcq": 5_000},
         "seeds": [0, 1, 2],
         "eval_freq": 5_000,
         "eval_episodes": 5,
@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sizes": {
         "algos": ["bcq"],
         "episodes_per_task": [2, 10, 20],  # 10k, 50k and 100k transitions
-        "steps": {"bcq": 10_000},
+        "steps": {"bcq": 5_000},
         "seeds": [0, 1, 2],
         "eval_freq": 10_000,
         "eval_episodes": 5,
