@@ -413,13 +413,13 @@ class DAPDCallback(PathwayUpdateCallback):
         as the reference implementation) or ``"masked"`` (the pathway as it runs)
     :param chunk_size: transitions per scoring forward pass (bounds memory)
     :param allocation: how each network's k active weights are split among its layers:
-        ``"erk"`` (default: Erdős-Rényi-kernel layer shares, small layers keep more),
-        ``"random"`` (the same share of every layer) or ``"global"`` (one top-k across the
-        layers, as the reference: the scores decide)
-    :param within_layer: how a layer's share is chosen: ``"per_unit"`` (default: every output
-        unit the same number of inputs, its highest-scoring ones, so that the layer keeps its
-        width) or ``"top_k"`` (the layer's highest scores, as the reference; SNIP scores then
-        gather on a few units, see the DAPD guide)
+        ``"global"`` (default: one top-k across the layers, as the reference: the scores
+        decide), ``"erk"`` (Erdős-Rényi-kernel layer shares, small layers keep more) or
+        ``"random"`` (the same share of every layer)
+    :param within_layer: how a layer's share is chosen: ``"top_k"`` (default: the layer's
+        highest scores, as the reference) or ``"per_unit"`` (every output unit the same number
+        of inputs, its highest-scoring ones; better on Pendulum, far worse on MuJoCo: see the
+        DAPD guide)
     :param objective: ``(model, batch) -> {network name: loss}`` to score instead of the
         algorithm's registered loss, e.g.
         :func:`~sb3_pathways.sac.sac_reference_objective` (the reference's)
@@ -437,8 +437,8 @@ class DAPDCallback(PathwayUpdateCallback):
         max_warmup_fraction: float | None = 0.1,
         score_at: str = "dense",
         chunk_size: int = 2048,
-        allocation: str = "erk",
-        within_layer: str = "per_unit",
+        allocation: str = "global",
+        within_layer: str = "top_k",
         objective: Objective | None = None,
         **callback_kwargs: Any,
     ) -> None:
