@@ -251,13 +251,15 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
                 means,
                 width,
                 color=colours[method],
-                label=f"{method} (mean {overall:.2f}, {len(group)} seeds)",
+                label=f"{method} (mean {overall:.2f}, {len(group)} seed{'s' if len(group) > 1 else ''})",
             )
-        axis.set_xticks(np.arange(len(MT10_TASKS)), [task.removesuffix("-v3") for task in MT10_TASKS], fontsize=8)
+        axis.set_xticks(
+            np.arange(len(MT10_TASKS)), [task.removesuffix("-v3") for task in MT10_TASKS], fontsize=8, rotation=20, ha="right"
+        )
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("success rate")
         axis.set_title(f"{algo.upper()} on {dataset}", fontsize=10)
-        axis.legend(fontsize=8, loc="lower left")
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
