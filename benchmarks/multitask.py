@@ -65,26 +65,23 @@ class TrainingSuccess(BaseCallback):
         return True
 
 
-def evaluate_tasks(model: Any, episodes: int, seed: int, env: VecEnv | None = None) -> dict[str, float]:
-    """Success rate of every task over deterministic episodes (success at any step), on ``env``
-    (one sub-env per MT10 task) or on a new MT10 env seeded ``seed + 10_000``. Building the
-    ten MetaWorld tasks takes seconds, so callers that evaluate often pass one env."""
-    eval_env = env if env is not None else make_mt10_env(n_envs=10, seed=seed + 10_000)
+def evaluate_tasks(model: Any, episodes: int, env: VecEnv) -> dict[str, float]:
+    """Success rate of every task over deterministic episodes (success at any step) on ``env``,
+    one sub-env per MT10 task (building the ten MetaWorld tasks takes seconds: callers that
+    evaluate often keep one env)."""
     successes = np.zeros(10)
     for _ in range(episodes):
-        observations = eval_env.reset()
+        observations = env.reset()
         succeeded = np.zeros(10, dtype=bool)
         finished = np.zeros(10, dtype=bool)
         while not finished.all():
             actions, _ = model.predict(observations, deterministic=True)
-            observations, _, dones, infos = eval_env.step(actions)
+            observations, _, dones, infos = env.step(actions)
             for index, info in enumerate(infos):
                 if not finished[index]:
                     succeeded[index] |= bool(info.get("is_success", 0.0))
                     finished[index] |= bool(dones[index])
         successes += succeeded
-    if env is None:
-        eval_env.close()
     return {task: float(value) / episodes for task, value in zip(MT10_TASKS, successes)}
 
 
@@ -137,7 +134,9 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     model.learn(args.steps, callback=CallbackList(callbacks))
     seconds = time.perf_counter() - start
-    success = evaluate_tasks(model, args.eval_episodes, seed)
+    eval_env = make_mt10_env(n_envs=10, seed=seed + 10_000)
+    success = evaluate_tasks(model, args.eval_episodes, eval_env)
+    eval_env.close()
     actor_total = sum(
         p.numel() for name, p in model.policy.actor.named_parameters() if name.endswith("weight") and p.dim() == 2
     )

@@ -42,7 +42,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from sb3_pathways.deploy.flops import forward_flops
-from sb3_pathways.multitask import MT10_TASKS, make_mt10_env
+from sb3_pathways.multitask import MT10_TASKS, make_mt10_env, task_active_weights
 from sb3_pathways.offline import BCQ, IQL, SingleShotPathways, collect_scripted, scripted_dataset_id
 from sb3_pathways.offline.base import OfflineAlgorithm
 from sb3_pathways.offline.collect import QUALITIES
@@ -92,7 +92,7 @@ class SuccessEvaluation(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.eval_freq > 0 and self.num_timesteps % self.eval_freq == 0:
-            success = evaluate_tasks(self.model, self.episodes, 0, self.env)
+            success = evaluate_tasks(self.model, self.episodes, self.env)
             self.curve.append((self.num_timesteps, float(np.mean(list(success.values())))))
         return True
 
@@ -120,14 +120,15 @@ def task_costs(model: OfflineAlgorithm, method: str) -> dict[str, dict[str, floa
             name: dict(zip(("weights", "flops"), dense_layer_costs(getattr(model.policy, name))))
             for name in model.policy.trained_networks  # type: ignore[attr-defined]
         }
-    costs: dict[str, dict[str, list[int]]] = {}
-    for task in range(len(MT10_TASKS)):
-        for name, layers in forward_flops(model, pathway=task).items():
-            network = model.policy.pathways()[name]  # type: ignore[attr-defined]
-            entry = costs.setdefault(name, {"weights": [], "flops": []})
-            entry["weights"].append(sum(int(mask[task].sum()) for mask in network.masks().values()))
-            entry["flops"].append(sum(layer.pathway for layer in layers.values()))
-    return {name: {key: float(np.mean(values)) for key, values in entry.items()} for name, entry in costs.items()}
+    active = task_active_weights(model)
+    flops = [forward_flops(model, pathway=task) for task in active]
+    return {
+        name: {
+            "weights": float(np.mean([active[task][name] for task in active])),
+            "flops": float(np.mean([sum(layer.pathway for layer in per_task[name].values()) for per_task in flops])),
+        }
+        for name in active[0]
+    }
 
 
 def dataset_for(episodes_per_task: int, quality: str) -> str:
@@ -171,7 +172,7 @@ def run(
     start = time.perf_counter()
     model.learn(steps, callback=callbacks)
     seconds = time.perf_counter() - start
-    success = evaluate_tasks(model, eval_episodes, seed, env)
+    success = evaluate_tasks(model, eval_episodes, env)
     env.close()
     return {
         "algo": algo,

@@ -12,7 +12,6 @@ from typing import Any, ClassVar, Literal, Union
 
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from sb3_pathways.masking.layers import (
     MASKED_LAYER_TYPES,
@@ -219,15 +218,9 @@ class PathwayPolicyMixin(BasePolicy):
         """Route every network's samples by task: each features extractor sets the tasks of the
         batch it receives, which the network's masked layers then read. The per-task weight
         copies join the optimizer of their layer's weight."""
-        self.task_router = TaskRouter(self.n_pathways)
-        router = self.task_router
-
-        def set_tasks(_: th.nn.Module, args: tuple[Any, ...]) -> None:
-            router.set_tasks(self.task_ids(args[0]))
-
+        self.task_router = router = TaskRouter(self.n_pathways)
+        router.follow_features_extractors(self, self.task_ids)
         for module in self.modules():
-            if isinstance(module, BaseFeaturesExtractor):
-                module.register_forward_pre_hook(set_tasks)
             if isinstance(module, MultiTaskMaskedLinear):
                 module.task_router = router
         online = [layer for path in self._online_paths() for layer in self.get_submodule(path).modules()]

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch as th
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.hooks import unserializable_hook
@@ -78,6 +79,17 @@ class TaskRouter:
         self.order = th.argsort(task_ids, stable=True)
         self.inverse = th.argsort(self.order)
         self.counts = counts.tolist()
+
+    def follow_features_extractors(self, model: nn.Module, task_ids: TaskIdFunction) -> None:
+        """Make every features extractor inside ``model`` set the tasks of the batch it
+        receives (``task_ids(observation)``), before the layers that read them run."""
+
+        def set_tasks(_: nn.Module, args: tuple[Any, ...]) -> None:
+            self.set_tasks(task_ids(args[0]))
+
+        for module in model.modules():
+            if isinstance(module, BaseFeaturesExtractor):
+                module.register_forward_pre_hook(set_tasks)
 
     def check(self, batch_size: int) -> None:
         if self.task_ids is None or self.task_ids.numel() != batch_size:

@@ -83,11 +83,9 @@ def collect_scripted(
             raise FileExistsError(f"a local Minari dataset {dataset_id!r} exists; pass overwrite=True to replace it")
         minari.delete_dataset(dataset_id)
 
-    from minari.data_collector import EpisodeBuffer
-
     tasks = metaworld_task_names(benchmark)
     rng = np.random.default_rng(seed)
-    episodes: list[EpisodeBuffer] = []
+    episodes: list[Any] = []  # minari's EpisodeBuffer
     success_per_task: dict[str, float] = {}
     start = time.perf_counter()
     for task_id, task_name in enumerate(tasks):

@@ -8,7 +8,6 @@ import math
 from typing import Any
 
 import torch as th
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
@@ -90,13 +89,7 @@ class MultiHeadMixin(SeparateNetworksPolicy):
             for owner in (network, online_to_target.get(network)):
                 if owner is not None:
                     self._replace(owner + path[len(network) :], router)
-
-        def set_tasks(_: nn.Module, args: tuple[Any, ...]) -> None:
-            router.set_tasks(self.task_id_fn(args[0]))
-
-        for module in self.modules():
-            if isinstance(module, BaseFeaturesExtractor):
-                module.register_forward_pre_hook(set_tasks)
+        router.follow_features_extractors(self, self.task_id_fn)
         super()._finish_build(lr_schedule)
 
     def _replace(self, path: str, router: TaskRouter) -> None:
