@@ -9,6 +9,7 @@ warm-up that fills the buffer) are compared by their medians.
     python benchmarks/overhead.py --algos dqn-atari --repeats 3  # DQN Breakout, hyperparams/dqn.yml's DAPD
     python benchmarks/overhead.py --algos sac --repeats 7 --steps 2000
     python benchmarks/overhead.py --train-steps 200 # also: gradient steps alone (SAC train()), interleaved
+    python benchmarks/overhead.py --algos sac --train-steps 500 --device cuda   # the same on a GPU
 
 The whole-``learn`` figures include environment steps and are noisy on a shared machine; the
 ``--train-steps`` figures time ``model.train`` alone on the same filled replay buffer, dense and
@@ -136,21 +137,28 @@ def variants(setup: Setup) -> dict[str, tuple[str, Any]]:
     }
 
 
-def steps_per_second(setup: Setup, policy: str, callback: Any, steps: int, seed: int) -> float:
-    model = setup.algo(policy, setup.make_env(seed), seed=seed, device="cpu", **setup.kwargs)
+def _synchronize(device: str) -> None:
+    if th.device(device).type == "cuda":
+        th.cuda.synchronize()
+
+
+def steps_per_second(setup: Setup, policy: str, callback: Any, steps: int, seed: int, device: str = "cpu") -> float:
+    model = setup.algo(policy, setup.make_env(seed), seed=seed, device=device, **setup.kwargs)
     model.learn(setup.warmup, callback=callback)
+    _synchronize(device)
     start = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False, callback=callback)
+    _synchronize(device)
     return steps / (time.perf_counter() - start)
 
 
-def gradient_steps_per_second(train_steps: int, repeats: int) -> dict[str, list[float]]:
+def gradient_steps_per_second(train_steps: int, repeats: int, device: str = "cpu") -> dict[str, list[float]]:
     """SAC on HalfCheetah-v5: ``model.train(train_steps)`` for dense and pathway models sharing
     one filled replay buffer, alternating within every repeat. ``pathway+reset`` has just had
     every mask replaced, so every weight that changed state carries its own Adam
     bias-correction count (the worst case of DAPD's warm-up for the optimizer step hook)."""
     models = {
-        name: SAC(policy, "HalfCheetah-v5", learning_starts=1_000, seed=0, device="cpu")
+        name: SAC(policy, "HalfCheetah-v5", learning_starts=1_000, seed=0, device=device)
         for name, policy in (("dense", "MlpPolicy"), ("pathway", "PathwayPolicy"), ("pathway+reset", "PathwayPolicy"))
     }
     models["dense"].learn(1_200)
@@ -159,7 +167,7 @@ def gradient_steps_per_second(train_steps: int, repeats: int) -> dict[str, list[
     reset.train(gradient_steps=10, batch_size=reset.batch_size)  # Adam state exists
     for network in reset.policy.pathways().values():
         network.set_masks(reset.policy._random_masks(network))
-    return time_train_alternating(models, models["dense"].replay_buffer, train_steps, repeats)
+    return time_train_alternating(models, models["dense"].replay_buffer, train_steps, repeats, device)
 
 
 def _train_on(model: Any, replay_buffer: Any) -> None:
@@ -169,7 +177,7 @@ def _train_on(model: Any, replay_buffer: Any) -> None:
 
 
 def time_train_alternating(
-    models: dict[str, Any], replay_buffer: Any, train_steps: int, repeats: int
+    models: dict[str, Any], replay_buffer: Any, train_steps: int, repeats: int, device: str = "cpu"
 ) -> dict[str, list[float]]:
     """Gradient steps per second of ``model.train(train_steps)`` for every model, all sampling
     ``replay_buffer``, the models alternating within every repeat."""
@@ -178,8 +186,10 @@ def time_train_alternating(
     samples: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
         for name, model in models.items():
+            _synchronize(device)
             start = time.perf_counter()
             model.train(gradient_steps=train_steps, batch_size=model.batch_size)
+            _synchronize(device)
             samples[name].append(train_steps / (time.perf_counter() - start))
     return samples
 
@@ -191,12 +201,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1_500, help="timed environment steps per repeat")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core per run)")
     parser.add_argument("--train-steps", type=int, default=0, help="also time SAC train() alone (0: skip)")
+    parser.add_argument("--device", default="cpu", help="torch device of every model (default cpu; e.g. cuda)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/overhead.json"))
     args = parser.parse_args(argv)
+    if th.device(args.device).type == "cuda" and not th.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here")
     th.set_num_threads(args.threads)
     train_only: dict[str, Any] = {}
     if args.train_steps:
-        train_samples = gradient_steps_per_second(args.train_steps, args.repeats)
+        train_samples = gradient_steps_per_second(args.train_steps, args.repeats, args.device)
         train_medians = {name: statistics.median(values) for name, values in train_samples.items()}
         ratios = {name: value / train_medians["dense"] for name, value in train_medians.items()}
         train_only = {
@@ -215,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         samples: dict[str, list[float]] = {name: [] for name in variants(setup)}
         for repeat in range(args.repeats):
             for name, (policy, make_callback) in variants(setup).items():
-                samples[name].append(steps_per_second(setup, policy, make_callback(), steps, seed=repeat))
+                samples[name].append(steps_per_second(setup, policy, make_callback(), steps, seed=repeat, device=args.device))
         medians = {name: statistics.median(values) for name, values in samples.items()}
         results[algo] = {
             "env": setup.env,
@@ -233,7 +246,13 @@ def main(argv: list[str] | None = None) -> None:
             results[algo]["projected_ratio_at_shipped_update_freq"] = {"update_freq": shipped, "ratio_to_dense": projected}
             print(f"{'':9s} pathway+dapd at the shipped update_freq {shipped}: {projected:.3f} of dense (projected)")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    record = {"repeats": args.repeats, "steps": args.steps, "results": results, "sac_train_only": train_only}
+    record = {
+        "device": args.device,
+        "repeats": args.repeats,
+        "steps": args.steps,
+        "results": results,
+        "sac_train_only": train_only,
+    }
     args.output.write_text(json.dumps(record, indent=2))
     print(f"wrote {args.output}")
 
