@@ -6,6 +6,9 @@ Methods, for each algorithm:
 - ``pathway``: ``PathwayPolicy`` with ``n_tasks=10`` at ``--sparsity`` (95%), every task's
   pathway found once on its own transitions by ``SingleShotPathways`` before the first
   gradient step and never changed;
+- ``pathway-cover``: the same, with ``SingleShotPathways(cover_inputs=True)``: every input
+  unit of every layer keeps its best connection, so no task's pathway loses an observation
+  feature;
 - ``mt``: ``MlpPolicy``, one dense network for all tasks (the task one-hot in the observation);
 - ``mhmt``: ``MultiHeadPolicy``, one dense network with one output head per task.
 
@@ -50,8 +53,10 @@ from sb3_pathways.offline.multi_head import TaskHeads
 
 ROOT = Path(__file__).resolve().parent.parent
 ALGOS: dict[str, type[OfflineAlgorithm]] = {"bcq": BCQ, "iql": IQL}
-METHODS = ("pathway", "mt", "mhmt")
-POLICIES = {"pathway": "PathwayPolicy", "mt": "MlpPolicy", "mhmt": "MultiHeadPolicy"}
+#: pathway methods -> their SingleShotPathways arguments
+PATHWAY_METHODS: dict[str, dict[str, Any]] = {"pathway": {}, "pathway-cover": {"cover_inputs": True}}
+METHODS = (*PATHWAY_METHODS, "mt", "mhmt")
+POLICIES = {**dict.fromkeys(PATHWAY_METHODS, "PathwayPolicy"), "mt": "MlpPolicy", "mhmt": "MultiHeadPolicy"}
 
 #: preset -> runs (algorithms x methods x dataset sizes x seeds), gradient steps and evaluation
 PRESETS: dict[str, dict[str, Any]] = {
@@ -115,7 +120,7 @@ def dense_layer_costs(network: nn.Module) -> tuple[int, int]:
 
 def task_costs(model: OfflineAlgorithm, method: str) -> dict[str, dict[str, float]]:
     """Network -> weights and forward FLOPs per sample one task uses, averaged over tasks."""
-    if method != "pathway":
+    if method not in PATHWAY_METHODS:
         return {
             name: dict(zip(("weights", "flops"), dense_layer_costs(getattr(model.policy, name))))
             for name in model.policy.trained_networks  # type: ignore[attr-defined]
@@ -162,13 +167,13 @@ def run(
     # the environment gives the spaces and serves every evaluation; offline, training never steps it
     env = make_mt10_env(n_envs=10, seed=seed + 10_000, max_episode_steps=eval_episode_steps)
     policy_kwargs: dict[str, Any] = {} if method == "mt" else {"n_tasks": len(MT10_TASKS)}
-    if method == "pathway":
+    if method in PATHWAY_METHODS:
         policy_kwargs["sparsity"] = sparsity
     model = ALGOS[algo](POLICIES[method], env, dataset=dataset_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs)
     evaluation = SuccessEvaluation(eval_freq, max(1, eval_episodes // 2), env)
     callbacks: list[BaseCallback] = [evaluation]
-    if method == "pathway":
-        callbacks.insert(0, SingleShotPathways())
+    if method in PATHWAY_METHODS:
+        callbacks.insert(0, SingleShotPathways(**PATHWAY_METHODS[method]))
     start = time.perf_counter()
     model.learn(steps, callback=callbacks)
     seconds = time.perf_counter() - start
@@ -181,7 +186,7 @@ def run(
         "dataset_transitions": len(model.dataset),  # type: ignore[arg-type]
         "seed": seed,
         "steps": steps,
-        "sparsity": sparsity if method == "pathway" else 0.0,
+        "sparsity": sparsity if method in PATHWAY_METHODS else 0.0,
         "eval_episodes": eval_episodes,
         "success": success,
         "mean_success": float(np.mean(list(success.values()))),
@@ -238,7 +243,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
 
     panels = sorted({(record["algo"], record["dataset"]) for record in records})
     figure, axes = plt.subplots(len(panels), 1, figsize=(11, 3.4 * len(panels)), squeeze=False)
-    colours = {"pathway": "tab:green", "mt": "black", "mhmt": "tab:grey"}
+    colours = {"pathway": "tab:green", "pathway-cover": "tab:olive", "mt": "black", "mhmt": "tab:grey"}
     width = 0.8 / len(METHODS)
     for axis, (algo, dataset) in zip(axes[:, 0], panels):
         for offset, method in enumerate(METHODS):
@@ -248,7 +253,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
             means = [np.mean([r["success"][task] for r in group]) for task in MT10_TASKS]
             overall = np.mean([r["mean_success"] for r in group])
             axis.bar(
-                np.arange(len(MT10_TASKS)) + (offset - 1) * width,
+                np.arange(len(MT10_TASKS)) + (offset - (len(METHODS) - 1) / 2) * width,
                 means,
                 width,
                 color=colours[method],

@@ -420,6 +420,8 @@ class DAPDCallback(PathwayUpdateCallback):
         highest scores, as the reference) or ``"per_unit"`` (every output unit the same number
         of inputs, its highest-scoring ones; better on Pendulum, far worse on MuJoCo: see the
         DAPD guide)
+    :param cover_inputs: every input unit of every layer (each observation feature, each
+        hidden unit) also keeps its highest-scoring output, with ``within_layer="top_k"``
     :param objective: ``(model, batch) -> {network name: loss}`` to score instead of the
         algorithm's registered loss, e.g.
         :func:`~sb3_pathways.sac.sac_reference_objective` (the reference's)
@@ -440,6 +442,7 @@ class DAPDCallback(PathwayUpdateCallback):
         allocation: str = "global",
         within_layer: str = "top_k",
         objective: Objective | None = None,
+        cover_inputs: bool = False,
         **callback_kwargs: Any,
     ) -> None:
         for replaced in ("updater", "schedule", "end_fraction"):
@@ -448,7 +451,7 @@ class DAPDCallback(PathwayUpdateCallback):
                     f"DAPDCallback takes no {replaced!r}: the rule is DAPD and its end is max_warmup_fraction "
                     "(or max_warmup_steps); use PathwayUpdateCallback(DAPDUpdater(...), ...) for another schedule"
                 )
-        updater = DAPDUpdater(moving_average, score_at, chunk_size, allocation, objective, within_layer)
+        updater = DAPDUpdater(moving_average, score_at, chunk_size, allocation, objective, within_layer, cover_inputs)
         super().__init__(
             updater, end_fraction=optional_fraction(max_warmup_fraction, "max_warmup_fraction"), **callback_kwargs
         )

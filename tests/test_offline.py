@@ -331,3 +331,20 @@ def test_multi_head_policy_routes_every_sample_through_its_task_head(algo: type,
     np.testing.assert_array_equal(first, second)
     with pytest.raises(ValueError, match="n_tasks of a multi-head policy must be an int of at least 2"):
         algo("MultiHeadPolicy", env, policy_kwargs=dict(n_tasks=1))
+
+
+def test_single_shot_cover_inputs_gives_every_task_every_observation_feature() -> None:
+    env, data = two_task_dataset()
+    policy_kwargs = dict(n_tasks=2, sparsity=0.8, net_arch=[32, 32])
+    model = IQL("PathwayPolicy", env, dataset=data, batch_size=32, seed=0, device="cpu", policy_kwargs=policy_kwargs)
+    model.learn(10, callback=SingleShotPathways(n_samples=None, cover_inputs=True))
+    for name, network in model.policy.pathways().items():
+        for task in (0, 1):
+            masks = {layer: mask[task] for layer, mask in network.masks().items()}
+            assert sum(int(mask.sum()) for mask in masks.values()) == network.n_keep, (name, task)
+            for layer, mask in masks.items():
+                assert bool(mask.any(dim=0).all()), (name, task, layer)  # every input unit feeds the pathway
+    with pytest.raises(ValueError, match=r"cover_inputs=True works with within_layer='top_k'"):
+        SingleShotPathways(within_layer="per_unit", cover_inputs=True)
+    with pytest.raises(ValueError, match=r"cover_inputs=True works with within_layer='top_k'"):
+        DAPDCallback(within_layer="per_unit", cover_inputs=True)

@@ -10,7 +10,14 @@ import torch as th
 from sb3_pathways.masking.layers import convert_to_masked
 from sb3_pathways.masking.overlap import overlap_matrix
 from sb3_pathways.masking.pathway import NetworkPathway
-from sb3_pathways.masking.selection import keep_count, layer_budgets, per_unit_top_k, random_masks, top_k_masks
+from sb3_pathways.masking.selection import (
+    guaranteed_connections,
+    keep_count,
+    layer_budgets,
+    per_unit_top_k,
+    random_masks,
+    top_k_masks,
+)
 
 SHAPES = [th.Size((64, 3)), th.Size((64, 64)), th.Size((1, 64))]
 
@@ -131,3 +138,49 @@ def test_within_layer_per_unit_keeps_the_layer_shares_and_exact_k() -> None:
             assert int(fan_ins.max() - fan_ins.min()) <= 1, (allocation, name)
     with pytest.raises(ValueError, match=r"within_layer must be one of \('top_k', 'per_unit'\), got 'rows'"):
         network.top_k(scores, within_layer="rows")
+
+
+def test_cover_inputs_keeps_a_connection_of_every_input_feature() -> None:
+    # an outer-product score whose last two inputs carry little activation (observation
+    # features that vary little): the top-k never reads them; cover_inputs keeps their best output
+    errors, activations = th.tensor([9.0, 8.0, 1.0, 0.5]), th.tensor([3.0, 2.0, 1.0, 1e-3, 1e-4])
+    first = errors[:, None] * activations[None, :]
+    second = th.rand(2, 4, generator=th.Generator().manual_seed(0))
+    plain = top_k_masks([first, second], 14)
+    assert plain[0][:, 3:].sum().item() == 0
+    covered = top_k_masks([first, second], 14, cover_inputs=True)
+    assert sum(int(mask.sum()) for mask in covered) == 14
+    for mask in covered:
+        assert bool(mask.any(dim=0).all()) and bool(mask.any(dim=1).all())
+    assert covered[0][0, 3] and covered[0][0, 4]  # each feature's best output: the unit with the largest error
+    needed = sum(int(guaranteed_connections(score, cover_inputs=True).sum()) for score in (first, second))
+    assert 9 <= needed <= 15  # between max(rows, columns) and rows + columns per layer
+    with pytest.raises(ValueError, match=rf"cannot give every output unit an input and every input unit an output \({needed}"):
+        top_k_masks([first, second], needed - 1, cover_inputs=True)
+
+
+def test_cover_inputs_of_a_convolution_keeps_every_input_channel() -> None:
+    score = th.rand(8, 4, 3, 3, generator=th.Generator().manual_seed(1))
+    score[:, 2] *= 1e-6
+    mask = guaranteed_connections(score, cover_inputs=True)
+    best = score[:, 2].reshape(-1).argmax()
+    assert mask[:, 2].sum().item() == 1 and mask[:, 2].reshape(-1)[best]
+    assert bool(mask.reshape(8, -1).any(dim=1).all()) and bool(mask.transpose(0, 1).reshape(4, -1).any(dim=1).all())
+    assert top_k_masks([score], 40, cover_inputs=True)[0][:, 2].any()
+
+
+@pytest.mark.parametrize("allocation", ["global", "erk", "random"])
+def test_network_top_k_covers_inputs_with_every_allocation(allocation: str) -> None:
+    layers = {"a": th.nn.Linear(12, 16), "b": th.nn.Linear(16, 16), "c": th.nn.Linear(16, 2)}
+    masked = [layer for module in layers.values() for layer in convert_to_masked(module)]
+    network = NetworkPathway("net", 0.75, dict(zip(["a.weight", "b.weight", "c.weight"], masked)))
+    generator = th.Generator().manual_seed(2)
+    scores = {name: th.rand(layer.weight.shape, generator=generator) for name, layer in network.layers.items()}
+    scores["a.weight"][:, 6:] *= 1e-4
+    masks = network.top_k(scores, allocation=allocation, cover_inputs=True)
+    assert masks is not None and sum(int(mask.sum()) for mask in masks.values()) == network.n_keep
+    assert all(bool(mask.any(dim=0).all()) for mask in masks.values())
+    with pytest.raises(ValueError, match=r"cover_inputs=True works with within_layer='top_k'"):
+        network.top_k(scores, within_layer="per_unit", cover_inputs=True)
+    with pytest.raises(TypeError, match="cover_inputs must be a bool, got 'yes'"):
+        network.top_k(scores, cover_inputs="yes")  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ import torch as th
 from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.masking.optimizer_state import update_optimizer_state
 from sb3_pathways.masking.selection import (
-    ALLOCATIONS,
-    WITHIN_LAYER,
+    check_selection,
+    guaranteed_connections,
     keep_count,
     layer_budgets,
     per_unit_top_k,
@@ -75,6 +75,7 @@ class NetworkPathway:
         allocation: str = "global",
         keep: int | None = None,
         within_layer: str = "top_k",
+        cover_inputs: bool = False,
     ) -> dict[str, th.Tensor] | None:
         """
         Masks of the highest scores, every output unit keeping its highest-scoring input,
@@ -92,12 +93,11 @@ class NetworkPathway:
         :param within_layer: ``"top_k"`` (a layer's highest scores) or ``"per_unit"`` (every
             output unit of a layer the same number of inputs, its highest-scoring ones; see
             :func:`~sb3_pathways.masking.selection.per_unit_top_k`), once the layer's share is set
+        :param cover_inputs: every input unit of every layer also keeps its highest-scoring
+            output (the observation features included), with ``within_layer="top_k"``
         :return: layer name -> bool mask
         """
-        if allocation not in ALLOCATIONS:
-            raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
-        if within_layer not in WITHIN_LAYER:
-            raise ValueError(f"within_layer must be one of {WITHIN_LAYER}, got {within_layer!r}")
+        check_selection(allocation, within_layer, cover_inputs)
         masks: dict[str, th.Tensor] = {}
         for group, budget in zip(self.selection_groups(), self.group_budgets(keep)):
             group_scores = [scores[name] for name in group]
@@ -106,14 +106,21 @@ class NetworkPathway:
                 if th.topk(flat, budget, sorted=False).values.min() <= 0:
                     return None
             if allocation == "global":
-                selected = top_k_masks(group_scores, budget)
+                selected = top_k_masks(group_scores, budget, cover_inputs)
                 if within_layer == "top_k":
                     masks.update(zip(group, selected))
                     continue
                 counts = [int(mask.sum()) for mask in selected]
             else:
-                counts = layer_budgets([score.shape for score in group_scores], budget, allocation)
-            choose = per_unit_top_k if within_layer == "per_unit" else lambda score, count: top_k_masks([score], count)[0]
+                floors = None
+                if cover_inputs:
+                    floors = [int(guaranteed_connections(score, cover_inputs=True).sum()) for score in group_scores]
+                counts = layer_budgets([score.shape for score in group_scores], budget, allocation, floors)
+            choose = (
+                per_unit_top_k
+                if within_layer == "per_unit"
+                else lambda score, count: top_k_masks([score], count, cover_inputs)[0]
+            )
             masks.update((name, choose(score, count)) for name, score, count in zip(group, group_scores, counts))
         return masks
 

@@ -4,7 +4,10 @@ masks and the global top-k selection used by every score-based update rule.
 Every selection keeps at least one input for each output unit of each layer (each row of a
 linear weight, each output channel of a convolution): a global top-k of magnitudes would
 otherwise empty the output layers SB3 initialises with a small gain, and a uniform share
-would leave most units of a narrow first layer without an input."""
+would leave most units of a narrow first layer without an input. Score-based selections can
+also keep at least one output for each input unit (``cover_inputs``): a top-k of SNIP scores
+otherwise drops the observation features whose scores are small, and leaves hidden units
+that feed nothing."""
 
 from __future__ import annotations
 
@@ -21,6 +24,21 @@ ALLOCATIONS = ("global", *MASK_INITS)
 WITHIN_LAYER = ("top_k", "per_unit")
 
 
+def check_selection(allocation: str, within_layer: str, cover_inputs: bool) -> None:
+    """Raise a clear ``ValueError`` for a selection that does not exist."""
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+    if within_layer not in WITHIN_LAYER:
+        raise ValueError(f"within_layer must be one of {WITHIN_LAYER}, got {within_layer!r}")
+    if not isinstance(cover_inputs, bool):
+        raise TypeError(f"cover_inputs must be a bool, got {cover_inputs!r}")
+    if cover_inputs and within_layer != "top_k":
+        raise ValueError(
+            f"cover_inputs=True works with within_layer='top_k' (per_unit gives every output unit its own count), "
+            f"got within_layer={within_layer!r}"
+        )
+
+
 def keep_count(n_weights: int, keep_ratio: float) -> int:
     """k = round(keep_ratio × n_weights), the number of active weights of a network."""
     return round(keep_ratio * n_weights)
@@ -30,6 +48,12 @@ def output_units(shape: Sequence[int]) -> int:
     """Output units of a layer of weight shape ``shape`` (rows of a linear weight, output
     channels of a convolution): the fewest active weights that give each one an input."""
     return int(shape[0])
+
+
+def input_units(shape: Sequence[int]) -> int:
+    """Input units of a layer of weight shape ``shape`` (columns of a linear weight, input
+    channels of a convolution)."""
+    return int(shape[1])
 
 
 def check_covers_outputs(shapes: Sequence[Sequence[int]], keep: int, where: str = "the network") -> None:
@@ -99,7 +123,9 @@ def _raise_to_floors(shares: Sequence[float], floors: Sequence[int], total: int)
         fixed |= below
 
 
-def layer_budgets(shapes: Sequence[th.Size], keep: int, distribution: str = "random") -> list[int]:
+def layer_budgets(
+    shapes: Sequence[th.Size], keep: int, distribution: str = "random", floors: Sequence[int] | None = None
+) -> list[int]:
     """
     Split ``keep`` active weights among layers, each layer keeping at least one weight per
     output unit.
@@ -107,6 +133,8 @@ def layer_budgets(shapes: Sequence[th.Size], keep: int, distribution: str = "ran
     :param shapes: weight shape of every layer of one network
     :param keep: active weights of the whole network
     :param distribution: ``"random"`` (the same share of every layer, "uniform") or ``"erk"``
+    :param floors: the fewest active weights of each layer (default: its output units; at
+        least that many)
     :return: active weights per layer, summing exactly to ``keep``
     """
     sizes = [math.prod(shape) for shape in shapes]
@@ -120,7 +148,10 @@ def layer_budgets(shapes: Sequence[th.Size], keep: int, distribution: str = "ran
     else:
         raise ValueError(f"mask_init must be one of {MASK_INITS}, got {distribution!r}")
     check_covers_outputs(shapes, keep)
-    floors = [output_units(shape) for shape in shapes]
+    if floors is None:
+        floors = [output_units(shape) for shape in shapes]
+    elif sum(floors) > keep:
+        raise ValueError(f"the layers' floors {list(floors)} hold {sum(floors)} weights, more than keep={keep}")
     return largest_remainder(_raise_to_floors(shares, floors, keep), keep, sizes)
 
 
@@ -145,23 +176,58 @@ def random_masks(
     return masks
 
 
-def top_k_masks(scores: Sequence[th.Tensor], keep: int) -> list[th.Tensor]:
+def guaranteed_connections(score: th.Tensor, cover_inputs: bool = False) -> th.Tensor:
     """
-    Global top-k across layers: the highest-scoring input of every output unit, then the
-    highest of the remaining scores of all layers together, ``keep`` active in all (ties broken
-    by ``torch.topk``).
+    The connections a selection keeps whatever k is: the highest-scoring input of every
+    output unit and, with ``cover_inputs``, the highest-scoring output of every input unit (for
+    a convolution, its best output channel and kernel position).
+
+    :param score: score tensor shaped like the layer's weight
+    :param cover_inputs: also keep one connection of every input unit
+    :return: bool mask shaped like ``score``
+    """
+    units = output_units(score.shape)
+    rows = score.detach().reshape(units, -1)
+    guaranteed = th.zeros_like(rows, dtype=th.bool).scatter_(1, rows.argmax(dim=1, keepdim=True), True)
+    if cover_inputs:
+        inputs = input_units(score.shape)
+        by_input = score.detach().reshape(units, inputs, -1).transpose(0, 1).reshape(inputs, -1)
+        best = by_input.argmax(dim=1)
+        kernel = by_input.shape[1] // units
+        guaranteed.view(units, inputs, kernel)[best // kernel, th.arange(inputs, device=best.device), best % kernel] = True
+    return guaranteed.view(score.shape)
+
+
+def check_covers_inputs(guaranteed: Sequence[th.Tensor], keep: int) -> None:
+    """Raise a clear ``ValueError`` when ``keep`` active weights cannot hold the ``guaranteed``
+    connections of :func:`guaranteed_connections` with ``cover_inputs``."""
+    needed = sum(int(kept.sum()) for kept in guaranteed)
+    if keep < needed:
+        total = sum(kept.numel() for kept in guaranteed)
+        raise ValueError(
+            f"keeping {keep} of {total} weights cannot give every output unit an input and every input unit an "
+            f"output ({needed} connections here): lower the sparsity to at most {1 - needed / total:.4f} "
+            "or set cover_inputs=False"
+        )
+
+
+def top_k_masks(scores: Sequence[th.Tensor], keep: int, cover_inputs: bool = False) -> list[th.Tensor]:
+    """
+    Global top-k across layers: the guaranteed connections of every layer (the
+    highest-scoring input of every output unit, and with ``cover_inputs`` the highest-scoring
+    output of every input unit), then the highest of the remaining scores of all layers
+    together, ``keep`` active in all (ties broken by ``torch.topk``).
 
     :param scores: one score tensor per layer, shaped like its weight
     :param keep: number of active weights
+    :param cover_inputs: every input unit of every layer keeps a connection
     :return: bool masks shaped like the scores
     """
     check_covers_outputs([score.shape for score in scores], keep)
-    parts = []
-    for score in scores:
-        rows = score.detach().reshape(output_units(score.shape), -1).float()
-        best_input = th.zeros_like(rows, dtype=th.bool).scatter_(1, rows.argmax(dim=1, keepdim=True), True)
-        parts.append(th.where(best_input, math.inf, rows).reshape(-1))
-    flat = th.cat(parts)
+    guaranteed = [guaranteed_connections(score, cover_inputs).reshape(-1) for score in scores]
+    if cover_inputs:
+        check_covers_inputs(guaranteed, keep)
+    flat = th.cat([th.where(kept, math.inf, score.detach().reshape(-1).float()) for kept, score in zip(guaranteed, scores)])
     selected = th.zeros_like(flat, dtype=th.bool)
     selected[th.topk(flat, keep, sorted=False).indices] = True
     return [part.view(score.shape) for part, score in zip(selected.split([s.numel() for s in scores]), scores)]

@@ -32,6 +32,8 @@ class SingleShotPathways(PathwayUpdateCallback):
     :param allocation: how a network's k is split among its layers (see
         :class:`~sb3_pathways.updaters.DAPDUpdater`)
     :param within_layer: ``"top_k"`` or ``"per_unit"`` (see :class:`~sb3_pathways.updaters.DAPDUpdater`)
+    :param cover_inputs: every input unit of every layer keeps a connection, so no
+        observation feature is cut off (see :class:`~sb3_pathways.updaters.DAPDUpdater`)
     :param verbose: 1 prints the discovery
     """
 
@@ -44,11 +46,17 @@ class SingleShotPathways(PathwayUpdateCallback):
         chunk_size: int = 2048,
         allocation: str = "global",
         within_layer: str = "top_k",
+        cover_inputs: bool = False,
         verbose: int = 0,
     ) -> None:
         self.n_samples = None if n_samples is None else positive_int(n_samples, "n_samples")
         self._rule_arguments = dict(
-            moving_average=1, score_at=score_at, chunk_size=chunk_size, allocation=allocation, within_layer=within_layer
+            moving_average=1,
+            score_at=score_at,
+            chunk_size=chunk_size,
+            allocation=allocation,
+            within_layer=within_layer,
+            cover_inputs=cover_inputs,
         )
         super().__init__(DAPDUpdater(**self._rule_arguments), max_warmup_steps=1, verbose=verbose)  # type: ignore[arg-type]
 

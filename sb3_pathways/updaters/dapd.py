@@ -8,7 +8,7 @@ from typing import Any
 import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
-from sb3_pathways.masking.selection import ALLOCATIONS, WITHIN_LAYER
+from sb3_pathways.masking.selection import check_selection
 from sb3_pathways.scoring.objectives import Objective
 from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
 from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
@@ -23,7 +23,11 @@ def normalise(scores: dict[str, th.Tensor]) -> th.Tensor:
 
 
 def dapd_masks(
-    network: NetworkPathway, averaged: th.Tensor, allocation: str = "global", within_layer: str = "top_k"
+    network: NetworkPathway,
+    averaged: th.Tensor,
+    allocation: str = "global",
+    within_layer: str = "top_k",
+    cover_inputs: bool = False,
 ) -> dict[str, th.Tensor] | None:
     """
     The top-k of ``averaged`` over the network's layers (per selection group), or ``None``
@@ -33,11 +37,14 @@ def dapd_masks(
     :param averaged: flat averaged score vector, layers in ``network.layers`` order
     :param allocation: how k is split among layers (see :meth:`NetworkPathway.top_k`)
     :param within_layer: how a layer's share is chosen (see :meth:`NetworkPathway.top_k`)
+    :param cover_inputs: every input unit keeps a connection (see :meth:`NetworkPathway.top_k`)
     """
     shapes = [layer.weight.shape for layer in network.layers.values()]
     parts = averaged.to(next(iter(network.layers.values())).weight.device).split([s.numel() for s in shapes])
     scores = {name: part.view(shape) for name, part, shape in zip(network.layers, parts, shapes)}
-    return network.top_k(scores, require_positive=True, allocation=allocation, within_layer=within_layer)
+    return network.top_k(
+        scores, require_positive=True, allocation=allocation, within_layer=within_layer, cover_inputs=cover_inputs
+    )
 
 
 class DAPDUpdater(MaskUpdater):
@@ -55,6 +62,8 @@ class DAPDUpdater(MaskUpdater):
         algorithm's registered objective
     :param within_layer: ``"top_k"`` (a layer's highest scores) or ``"per_unit"`` (every
         output unit the same number of inputs, its highest-scoring ones)
+    :param cover_inputs: every input unit of every layer (each observation feature, each
+        hidden unit) also keeps its highest-scoring output; with ``within_layer="top_k"``
     """
 
     def __init__(
@@ -65,13 +74,11 @@ class DAPDUpdater(MaskUpdater):
         allocation: str = "global",
         objective: Objective | None = None,
         within_layer: str = "top_k",
+        cover_inputs: bool = False,
     ) -> None:
         if score_at not in SCORE_AT:
             raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
-        if allocation not in ALLOCATIONS:
-            raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
-        if within_layer not in WITHIN_LAYER:
-            raise ValueError(f"within_layer must be one of {WITHIN_LAYER}, got {within_layer!r}")
+        check_selection(allocation, within_layer, cover_inputs)
         if objective is not None and not callable(objective):
             raise TypeError(f"objective must be a callable (model, batch) -> {{network: loss}} or None, got {objective!r}")
         self.moving_average = positive_int(moving_average, "moving_average")
@@ -79,6 +86,7 @@ class DAPDUpdater(MaskUpdater):
         self.chunk_size = positive_int(chunk_size, "chunk_size")
         self.allocation = allocation
         self.within_layer = within_layer
+        self.cover_inputs = cover_inputs
         self.objective = objective
         #: history key (a network, or a network's task) -> the last ``moving_average``
         #: normalised score vectors (CPU), oldest first
@@ -119,7 +127,7 @@ class DAPDUpdater(MaskUpdater):
         ``moving_average`` score vectors kept under ``history``, top-k (``None``: keep the mask).
         """
         averaged = self.push_scores(history, normalise(scores))
-        return dapd_masks(network, averaged, self.allocation, self.within_layer)
+        return dapd_masks(network, averaged, self.allocation, self.within_layer, self.cover_inputs)
 
 
 class SNIPUpdater(DAPDUpdater):
