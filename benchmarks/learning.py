@@ -134,6 +134,8 @@ def _source_commit() -> str | None:
 
 
 SOURCE_COMMIT = _source_commit()
+#: the update rule's settings every record carries, defaults included
+SELECTION_SETTINGS = ("moving_average", "score_at", "allocation", "within_layer", "cover_inputs")
 
 
 def package_versions(*extra: str) -> dict[str, str]:
@@ -220,11 +222,13 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
     if spec.method in updaters:
         callbacks.append(updaters[spec.method]())
     model.learn(spec.steps, callback=callbacks)
+    rule = getattr(callbacks[-1], "updater", None)
     record: dict[str, Any] = {
         **asdict(spec),
         "label": spec.label,
         "sac_settings": {key: value for key, value in sac_kwargs.items() if key != "policy_kwargs"},
         "dapd_settings": dapd_kwargs if spec.method == "dapd" else None,
+        "selection": {key: getattr(rule, key) for key in SELECTION_SETTINGS if hasattr(rule, key)} or None,
         "eval_steps": [step for step, _ in evaluations],
         "eval_returns": [value for _, value in evaluations],
         "seconds": time.perf_counter() - start,

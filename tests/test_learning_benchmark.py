@@ -24,7 +24,12 @@ def test_tiny_run_writes_runs_summary_and_plot(learning, tmp_path: Path) -> None
         assert len(record["eval_returns"]) == 2
         if method != "dense":
             assert record["sparsity"]["critic"] == pytest.approx(0.95, abs=1e-3)
-    assert json.loads((tmp_path / "Pendulum-v1" / "dapd_seed0_300.json").read_text())["mask_updates"] >= 1
+    dapd_record = json.loads((tmp_path / "Pendulum-v1" / "dapd_seed0_300.json").read_text())
+    assert dapd_record["mask_updates"] >= 1
+    assert dapd_record["selection"] == {
+        "moving_average": 5, "score_at": "dense", "allocation": "global", "within_layer": "top_k", "cover_inputs": False
+    }  # fmt: skip
+    assert json.loads((tmp_path / "Pendulum-v1" / "dense_seed0_300.json").read_text())["selection"] is None
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["Pendulum-v1"]) == {"dense", "dapd", "rigl"}
     assert summary["Pendulum-v1"]["dense"]["relative_to_dense"] == 0.0
