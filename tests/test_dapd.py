@@ -155,6 +155,21 @@ def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
             assert th.equal(mask[0], expected[layer_name])
 
 
+def test_cover_inputs_keeps_every_input_unit_on_the_rescored_pathway() -> None:
+    model = _small_sac(net_arch=[32, 32], sparsity=0.8)
+    callback = DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=2, cover_inputs=True)
+    model.learn(500, callback=callback)
+    assert model.pathway_discovery.n_updates >= 3 and callback.updater.cover_inputs
+    for name, network in model.policy.pathways().items():
+        history = model.pathway_discovery.rule_states["DAPDUpdater"]["score_history"][name]
+        expected = dapd_masks(network, th.stack(history).mean(dim=0), cover_inputs=True)
+        assert expected is not None
+        for layer_name, mask in network.masks().items():
+            assert th.equal(mask[0], expected[layer_name])
+            assert bool(mask[0].any(dim=0).all()), (name, layer_name)  # every input unit feeds the pathway
+        assert sum(int(mask.sum()) for mask in network.masks().values()) == network.n_keep
+
+
 def test_each_q_network_of_a_critic_ensemble_keeps_its_share(case: AlgoCase) -> None:
     model = case.make(sparsity=0.95, net_arch=[64, 64])
     if not hasattr(getattr(model.policy, "critic", None), "q_networks"):
