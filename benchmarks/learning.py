@@ -393,7 +393,7 @@ def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
                 if method == "dense"
                 else dict(color=colours[index % len(colours)], linestyle=("-", "--", ":", "-.")[index // len(colours) % 4])
             )
-            axis.plot(steps, mean, label=f"{method} ({len(runs)} seeds)", **style)
+            axis.plot(steps, mean, label=f"{method} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", **style)
         axis.set(title=f"SAC on {env} (sparse methods at 95%)", xlabel="environment steps", ylabel="evaluation return")
         axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the curves, not over them
         axis.grid(alpha=0.3)
