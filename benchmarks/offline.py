@@ -235,19 +235,20 @@ def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
 
 
 def plot(records: list[dict[str, Any]], path: Path) -> Path:
-    """Success per task of each method (mean over seeds), one panel per algorithm and dataset."""
+    """Success per task of each method (mean over seeds), one panel per algorithm, dataset and
+    gradient-step budget."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(record["algo"], record["dataset"]) for record in records})
+    panels = sorted({(record["algo"], record["dataset"], record["steps"]) for record in records})
     figure, axes = plt.subplots(len(panels), 1, figsize=(11, 3.4 * len(panels)), squeeze=False)
     colours = {"pathway": "tab:green", "pathway-cover": "tab:olive", "mt": "black", "mhmt": "tab:grey"}
     width = 0.8 / len(METHODS)
-    for axis, (algo, dataset) in zip(axes[:, 0], panels):
+    for axis, (algo, dataset, steps) in zip(axes[:, 0], panels):
         for offset, method in enumerate(METHODS):
-            group = [r for r in records if (r["algo"], r["dataset"], r["method"]) == (algo, dataset, method)]
+            group = [r for r in records if (r["algo"], r["dataset"], r["steps"], r["method"]) == (algo, dataset, steps, method)]
             if not group:
                 continue
             means = [np.mean([r["success"][task] for r in group]) for task in MT10_TASKS]
@@ -264,7 +265,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
         )
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("success rate")
-        axis.set_title(f"{algo.upper()} on {dataset}", fontsize=10)
+        axis.set_title(f"{algo.upper()} on {dataset}, {steps:,} gradient steps", fontsize=10)
         axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
