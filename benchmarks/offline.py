@@ -248,7 +248,8 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
     width = 0.8 / len(METHODS)
     for axis, (algo, dataset, steps) in zip(axes[:, 0], panels):
         for offset, method in enumerate(METHODS):
-            group = [r for r in records if (r["algo"], r["dataset"], r["steps"], r["method"]) == (algo, dataset, steps, method)]
+            key = (algo, dataset, steps, method)
+            group = [r for r in records if (r["algo"], r["dataset"], r["steps"], r["method"]) == key]
             if not group:
                 continue
             means = [np.mean([r["success"][task] for r in group]) for task in MT10_TASKS]
