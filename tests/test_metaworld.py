@@ -70,3 +70,49 @@ def test_mt10_hyperparameters_run_through_the_command(tmp_path: Path) -> None:
     assert "tasks      10 pathways, task weights independent (warm-up)" in result.stdout
     assert "reach-v3" in result.stdout and "overlap between task pathways" in result.stdout
     assert (tmp_path / "logs" / "sac" / "sb3_pathways-MT10-v0_1" / "sb3_pathways-MT10-v0_task_overlap.png").is_file()
+
+
+def test_merged_gradients_on_a_real_mt10_batch_average_the_task_gradients_over_each_weights_users() -> None:
+    """The seeds' "gradient average for overlapped mask", checked by hand on MetaWorld MT10
+    transitions: after the merge, a shared weight's gradient is the mean, over the tasks whose
+    pathway holds it, of each task's gradient through its own pathway."""
+    import torch as th
+    import torch.nn.functional as F
+
+    from sb3_pathways.masking.pathway import merge_task_weights
+    from sb3_pathways.multitask.callbacks import batch_task_ids
+
+    env = make_mt10_env(n_envs=10, seed=0, max_episode_steps=20)
+    policy_kwargs = dict(n_tasks=10, sparsity=0.9, net_arch=[64, 64])
+    model = SAC("PathwayPolicy", env, learning_starts=100, batch_size=128, seed=0, device="cpu", policy_kwargs=policy_kwargs)
+    model.learn(100)  # random actions of all ten tasks, no gradient step
+    for network in model.policy.pathways().values():
+        merge_task_weights(network)
+    batch = model.replay_buffer.sample(256)
+    observations, tasks = batch.observations, batch_task_ids(model.policy, batch.observations)
+    assert len(tasks.unique()) == 10
+
+    actor = model.policy.actor
+    layers = [actor.latent_pi[0], actor.latent_pi[2], actor.mu]
+    actor.zero_grad()
+    actor(observations, deterministic=True).pow(2).sum().backward()
+
+    expected_weight = [th.zeros_like(layer.weight) for layer in layers]
+    expected_bias = [th.zeros_like(layer.bias) for layer in layers]
+    for task in range(10):
+        effective = [(layer.weight.detach() * layer.weight_mask[task]).requires_grad_(True) for layer in layers]
+        biases = [layer.bias.detach().clone().requires_grad_(True) for layer in layers]
+        hidden = observations[tasks == task].float()
+        for index, (weight, bias) in enumerate(zip(effective, biases)):
+            hidden = F.linear(hidden, weight, bias)
+            hidden = F.relu(hidden) if index < len(layers) - 1 else th.tanh(hidden)
+        hidden.pow(2).sum().backward()
+        for index, layer in enumerate(layers):
+            expected_weight[index] += effective[index].grad * layer.weight_mask[task]
+            expected_bias[index] += biases[index].grad
+    for index, layer in enumerate(layers):
+        users = layer.weight_mask.sum(dim=0)
+        expected = th.where(users > 0, expected_weight[index] / users.clamp(min=1), 0.0)
+        assert th.allclose(layer.weight.grad, expected, atol=1e-6), index
+        assert th.allclose(layer.bias.grad, expected_bias[index], atol=1e-6), index  # biases are shared, summed
+        assert int((users > 1).sum()) > 0  # some weights are shared by several tasks
