@@ -14,6 +14,7 @@ redone.
     python benchmarks/multitask.py --speed --repeats 5   # gradient steps/s: dense, warm-up, merged
     python benchmarks/multitask.py --seeds 0 1 --steps 300000 --net-arch 400 400 400 \
         --max-warmup-steps 150000 --eval-episodes 10 --fused-adam       # the paper's network, CPU budget
+    python benchmarks/multitask.py ... --balanced        # every task the same share of each batch
 
 ``--speed`` times ``model.train`` of dense multi-task SAC and of the pathway policy during
 warm-up (ten weight copies) and after merging, on one shared replay buffer, alternating within
@@ -38,7 +39,14 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pathways.masking.pathway import merge_task_weights
-from sb3_pathways.multitask import MT10_TASKS, MultiTaskDAPDCallback, make_mt10_env, task_active_weights, task_overlap
+from sb3_pathways.multitask import (
+    MT10_TASKS,
+    MultiTaskDAPDCallback,
+    TaskBalancedReplayBuffer,
+    make_mt10_env,
+    task_active_weights,
+    task_overlap,
+)
 
 METHODS = ("dense", "dapd")
 DEFAULT_NET_ARCH = (256, 256)
@@ -92,9 +100,10 @@ def network_suffix(args: argparse.Namespace) -> str:
 
 
 def run_file_name(method: str, seed: int, args: argparse.Namespace) -> str:
-    """``<method>_seed<seed>_<steps><network suffix>.json``. Fused Adam computes the same update,
-    so it is recorded in the run (``fused_adam``) but does not name a run of its own."""
-    return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}.json"
+    """``<method>_seed<seed>_<steps><network suffix>[_balanced].json``. Fused Adam computes the
+    same update, so it is recorded in the run (``fused_adam``) but does not name a run of its own."""
+    balanced = "_balanced" if getattr(args, "balanced", False) else ""
+    return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}{balanced}.json"
 
 
 def speed_file_name(args: argparse.Namespace) -> str:
@@ -127,6 +136,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         learning_starts=args.learning_starts,
         learning_rate=3e-4,
         buffer_size=min(1_000_000, args.steps),
+        replay_buffer_class=TaskBalancedReplayBuffer if args.balanced else None,
         seed=seed,
         device="cpu",
         policy_kwargs=policy_kwargs,
@@ -152,6 +162,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "actor_weights": actor_total,
         "max_warmup_steps": args.max_warmup_steps,
         "fused_adam": args.fused_adam,
+        "task_balanced_batches": args.balanced,
         "training_episodes": training_success.episodes,
         "versions": package_versions("metaworld"),
     }
@@ -208,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument(
         "--fused-adam", action="store_true", help="fused Adam for every method (same update, fewer CPU passes; torch>=2.4)"
+    )
+    parser.add_argument(
+        "--balanced", action="store_true", help="task-balanced batches (TaskBalancedReplayBuffer) for every method"
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/multitask"))

@@ -303,3 +303,24 @@ def test_multitask_errors_name_the_argument() -> None:
     with pytest.raises(ValueError, match="freeze_metric must be one of"):
         MultiTaskDAPDCallback(freeze_metric="eval")
     assert sb3_pathways  # aliases registered
+
+
+def test_task_balanced_replay_gives_every_task_the_same_share_of_a_batch() -> None:
+    from sb3_pathways.multitask import TaskBalancedReplayBuffer
+
+    model = two_task_sac(replay_buffer_class=TaskBalancedReplayBuffer)
+    model.learn(60)
+    buffer = model.replay_buffer
+    assert isinstance(buffer, TaskBalancedReplayBuffer)
+    np.random.seed(0)
+    for batch_size in (32, 33):
+        tasks = model.policy.task_ids(buffer.sample(batch_size).observations)
+        counts = th.bincount(tasks, minlength=2).tolist()
+        assert sorted(counts) == [batch_size // 2, batch_size - batch_size // 2]
+    counts = np.bincount(buffer.balanced_env_indices(1000 * 2 + 1), minlength=2)
+    assert sorted(counts.tolist()) == [1000, 1001]
+    # a stock buffer's batches vary around the same mean
+    stock = two_task_sac()
+    stock.learn(60)
+    shares = [int(stock.policy.task_ids(stock.replay_buffer.sample(32).observations).sum()) for _ in range(50)]
+    assert len(set(shares)) > 1

@@ -18,11 +18,12 @@ def multitask(load_benchmark):
 
 def test_tiny_run_records_its_network_and_optimizer_in_its_own_file(multitask, tmp_path: Path) -> None:
     args = ["--methods", "dense", "--steps", "600", "--learning-starts", "100", "--batch-size", "32"]
-    args += ["--net-arch", "32", "32", "--eval-episodes", "1", "--fused-adam", "--results", str(tmp_path)]
+    args += ["--net-arch", "32", "32", "--eval-episodes", "1", "--fused-adam", "--balanced", "--results", str(tmp_path)]
     multitask.main(args)
-    assert [path.name for path in tmp_path.iterdir()] == ["dense_seed0_600_32x32.json"]
-    record = json.loads((tmp_path / "dense_seed0_600_32x32.json").read_text())
+    assert [path.name for path in tmp_path.iterdir()] == ["dense_seed0_600_32x32_balanced.json"]
+    record = json.loads((tmp_path / "dense_seed0_600_32x32_balanced.json").read_text())
     assert record["net_arch"] == [32, 32] and record["fused_adam"] is True and record["steps"] == 600
+    assert record["task_balanced_batches"] is True
     # 39 observation + 10 one-hot features in; SAC's actor has two heads (mean, log std) of 4 actions
     assert record["actor_weights"] == 49 * 32 + 32 * 32 + 2 * 32 * 4
     assert set(record["success"]) == set(multitask.MT10_TASKS)
@@ -37,3 +38,5 @@ def test_result_files_of_different_networks_and_optimizers_differ(multitask) -> 
     assert names([256, 256], False) == ("dapd_seed1_300000.json", "speed.json")  # the stored default runs
     assert names([400, 400, 400], False) == ("dapd_seed1_300000_400x400x400.json", "speed_400x400x400.json")
     assert names([400, 400, 400], True) == ("dapd_seed1_300000_400x400x400.json", "speed_400x400x400_fused.json")
+    balanced = argparse.Namespace(net_arch=[400, 400, 400], steps=300_000, fused_adam=True, balanced=True)
+    assert multitask.run_file_name("dapd", 1, balanced) == "dapd_seed1_300000_400x400x400_balanced.json"

@@ -2,6 +2,7 @@
 ``policy_kwargs``), multi-task DAPD, MetaWorld environments and pathway analysis."""
 
 from sb3_pathways.multitask.analysis import task_active_weights, task_overlap
+from sb3_pathways.multitask.buffers import TaskBalancedReplayBuffer
 from sb3_pathways.multitask.callbacks import MultiTaskDAPDCallback, MultiTaskDAPDUpdater
 from sb3_pathways.multitask.envs import (
     MT10_TASKS,
@@ -18,6 +19,7 @@ __all__ = [
     "MultiTaskDAPDCallback",
     "MultiTaskDAPDUpdater",
     "OneHotTaskId",
+    "TaskBalancedReplayBuffer",
     "TaskOneHot",
     "make_metaworld_task",
     "make_mt10_env",
