@@ -102,7 +102,7 @@ def network_suffix(args: argparse.Namespace) -> str:
 def run_file_name(method: str, seed: int, args: argparse.Namespace) -> str:
     """``<method>_seed<seed>_<steps><network suffix>[_balanced].json``. Fused Adam computes the
     same update, so it is recorded in the run (``fused_adam``) but does not name a run of its own."""
-    balanced = "_balanced" if getattr(args, "balanced", False) else ""
+    balanced = "_balanced" if args.balanced else ""
     return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}{balanced}.json"
 
 

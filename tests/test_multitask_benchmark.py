@@ -32,7 +32,7 @@ def test_tiny_run_records_its_network_and_optimizer_in_its_own_file(multitask, t
 
 def test_result_files_of_different_networks_and_optimizers_differ(multitask) -> None:
     def names(net_arch: list[int], fused_adam: bool) -> tuple[str, str]:
-        args = argparse.Namespace(net_arch=net_arch, steps=300_000, fused_adam=fused_adam)
+        args = argparse.Namespace(net_arch=net_arch, steps=300_000, fused_adam=fused_adam, balanced=False)
         return multitask.run_file_name("dapd", 1, args), multitask.speed_file_name(args)
 
     assert names([256, 256], False) == ("dapd_seed1_300000.json", "speed.json")  # the stored default runs

@@ -11,6 +11,7 @@ import torch as th
 from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.masking.optimizer_state import update_optimizer_state
 from sb3_pathways.masking.selection import (
+    check_covers_inputs,
     check_selection,
     guaranteed_connections,
     keep_count,
@@ -114,7 +115,9 @@ class NetworkPathway:
             else:
                 floors = None
                 if cover_inputs:
-                    floors = [int(guaranteed_connections(score, cover_inputs=True).sum()) for score in group_scores]
+                    guaranteed = [guaranteed_connections(score, cover_inputs=True) for score in group_scores]
+                    check_covers_inputs(guaranteed, budget)
+                    floors = [int(kept.sum()) for kept in guaranteed]
                 counts = layer_budgets([score.shape for score in group_scores], budget, allocation, floors)
             choose = (
                 per_unit_top_k
