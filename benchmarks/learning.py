@@ -28,6 +28,7 @@ import argparse
 import importlib
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -151,6 +152,16 @@ def package_versions(*extra: str) -> dict[str, str]:
     return versions
 
 
+def machine_description() -> str:
+    """The processor and core count a run's timing and thread contention came from."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model}, {os.cpu_count()} CPUs"
+
+
 def _resolve_objective(dapd_kwargs: dict[str, Any]) -> dict[str, Any]:
     """DAPDCallback arguments with an ``"objective"`` named ``"module:function"`` imported."""
     objective = dapd_kwargs.get("objective")
@@ -233,6 +244,7 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         "eval_returns": [value for _, value in evaluations],
         "seconds": time.perf_counter() - start,
         "versions": package_versions(),
+        "machine": machine_description(),
         "source_commit": SOURCE_COMMIT,
     }
     if sparse:
