@@ -15,6 +15,7 @@ redone.
     python benchmarks/multitask.py --seeds 0 1 --steps 300000 --net-arch 400 400 400 \
         --max-warmup-steps 150000 --eval-episodes 10 --fused-adam       # the paper's network, CPU budget
     python benchmarks/multitask.py ... --balanced        # every task the same share of each batch
+    python benchmarks/multitask.py ... --max-warmup-fraction 0.1   # freeze after a tenth of the budget
 
 ``--speed`` times ``model.train`` of dense multi-task SAC and of the pathway policy during
 warm-up (ten weight copies) and after merging, on one shared replay buffer, alternating within
@@ -100,10 +101,13 @@ def network_suffix(args: argparse.Namespace) -> str:
 
 
 def run_file_name(method: str, seed: int, args: argparse.Namespace) -> str:
-    """``<method>_seed<seed>_<steps><network suffix>[_balanced].json``. Fused Adam computes the
-    same update, so it is recorded in the run (``fused_adam``) but does not name a run of its own."""
+    """``<method>_seed<seed>_<steps><network suffix>[_balanced][_warmup<fraction>].json``. Fused
+    Adam computes the same update, so it is recorded in the run (``fused_adam``) but does not
+    name a run of its own."""
     balanced = "_balanced" if args.balanced else ""
-    return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}{balanced}.json"
+    fraction = getattr(args, "max_warmup_fraction", None)
+    warmup = "" if fraction is None else f"_warmup{fraction:g}"
+    return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}{balanced}{warmup}.json"
 
 
 def speed_file_name(args: argparse.Namespace) -> str:
@@ -126,7 +130,11 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         policy_kwargs.update(n_tasks=10, sparsity=args.sparsity)
         callbacks.append(
             MultiTaskDAPDCallback(
-                moving_average=5, freeze_metric="success", freeze_threshold=0.9, max_warmup_steps=args.max_warmup_steps
+                moving_average=5,
+                freeze_metric="success",
+                freeze_threshold=0.9,
+                max_warmup_steps=args.max_warmup_steps,
+                max_warmup_fraction=args.max_warmup_fraction,
             )
         )
     model = SAC(
@@ -161,6 +169,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "mean_success": float(np.mean(list(success.values()))),
         "actor_weights": actor_total,
         "max_warmup_steps": args.max_warmup_steps,
+        "max_warmup_fraction": args.max_warmup_fraction,
         "fused_adam": args.fused_adam,
         "task_balanced_batches": args.balanced,
         "training_episodes": training_success.episodes,
@@ -216,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-starts", type=int, default=5_000)
     parser.add_argument("--sparsity", type=float, default=0.95)
     parser.add_argument("--max-warmup-steps", type=int, default=None, help="freeze every task by this step")
+    parser.add_argument(
+        "--max-warmup-fraction", type=float, default=None, help="freeze every task after this share of the steps (DAPD)"
+    )
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument(
         "--fused-adam", action="store_true", help="fused Adam for every method (same update, fewer CPU passes; torch>=2.4)"

@@ -241,6 +241,23 @@ def test_warm_up_end_freezes_every_task_and_merges() -> None:
     assert overlap.shape == (2, 2) and overlap[0, 0] == 1.0 and 0.0 < overlap[0, 1] < 1.0
 
 
+def test_budget_fraction_freezes_every_task_and_selection_options_reach_each_task() -> None:
+    model = two_task_sac()
+    callback = MultiTaskDAPDCallback(max_warmup_fraction=0.5, moving_average=2, cover_inputs=True, allocation="erk")
+    model.learn(200, callback=callback)
+    state = model.pathway_discovery
+    # learning_starts=40: the warm-up ends at 40 + 0.5 * 160 = 120 steps (two envs step together)
+    assert state.frozen and set(state.task_frozen_steps.values()) == {120} and state.frozen_step == 120
+    assert not model.policy.actor.latent_pi[0].independent
+    updater = callback.updater
+    assert (updater.allocation, updater.within_layer, updater.cover_inputs) == ("erk", "top_k", True)
+    for task in (0, 1):
+        for name, mask in get_masks(model, task).items():
+            if mask.dim() == 2:
+                assert bool(mask.any(dim=0).all()), f"task {task}: an input of {name} feeds nothing"
+                assert bool(mask.any(dim=1).all()), f"task {task}: an output of {name} reads nothing"
+
+
 def test_a_stock_policy_loads_into_every_task_copy() -> None:
     dense = SAC("MlpPolicy", two_task_env(), policy_kwargs={"net_arch": [16, 16]}, seed=1, device="cpu")
     model = two_task_sac()
@@ -302,6 +319,12 @@ def test_multitask_errors_name_the_argument() -> None:
         single.learn(20, callback=MultiTaskDAPDCallback())
     with pytest.raises(ValueError, match="freeze_metric must be one of"):
         MultiTaskDAPDCallback(freeze_metric="eval")
+    with pytest.raises(ValueError, match=r"max_warmup_fraction must be"):
+        MultiTaskDAPDCallback(max_warmup_fraction=1.5)
+    with pytest.raises(ValueError, match=r"allocation must be one of"):
+        MultiTaskDAPDCallback(allocation="uniform")
+    with pytest.raises(ValueError, match=r"cover_inputs"):
+        MultiTaskDAPDCallback(within_layer="per_unit", cover_inputs=True)
     assert sb3_pathways  # aliases registered
 
 

@@ -40,3 +40,5 @@ def test_result_files_of_different_networks_and_optimizers_differ(multitask) -> 
     assert names([400, 400, 400], True) == ("dapd_seed1_300000_400x400x400.json", "speed_400x400x400_fused.json")
     balanced = argparse.Namespace(net_arch=[400, 400, 400], steps=300_000, fused_adam=True, balanced=True)
     assert multitask.run_file_name("dapd", 1, balanced) == "dapd_seed1_300000_400x400x400_balanced.json"
+    budget = argparse.Namespace(net_arch=[400, 400, 400], steps=300_000, balanced=False, max_warmup_fraction=0.1)
+    assert multitask.run_file_name("dapd", 0, budget) == "dapd_seed0_300000_400x400x400_warmup0.1.json"

@@ -21,7 +21,7 @@ from sb3_pathways.scoring.data import select_transitions
 from sb3_pathways.scoring.sensitivity import connection_sensitivity
 from sb3_pathways.updaters.base import Masks, UpdateContext
 from sb3_pathways.updaters.dapd import DAPDUpdater
-from sb3_pathways.validation import optional_positive_int
+from sb3_pathways.validation import optional_fraction, optional_positive_int
 
 TASK_FREEZE_METRICS = ("success", "return")
 
@@ -76,7 +76,8 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
     During warm-up each task's pathway is rescored on that task's newest transitions (its own
     K-step moving average) and trains its own copy of the weights. A task's mask freezes when
     its metric over its last ``freeze_window`` episodes reaches its threshold (or at
-    ``max_warmup_steps``); once every task is frozen, the copies merge into the shared
+    ``max_warmup_steps``, or after ``max_warmup_fraction`` of the ``learn`` budget); once
+    every task is frozen, the copies merge into the shared
     network (each weight the average over the tasks that use it) and the gradient of a
     shared weight is from then on the average over its tasks. Records
     ``pathways/task/<name>/success``, ``/return`` and ``/frozen`` per task.
@@ -91,10 +92,18 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         ``"return"``
     :param freeze_window: episodes per task averaged by the metric
     :param max_warmup_steps: freeze every task at this environment step
+    :param max_warmup_fraction: freeze every task once training reaches this share of the
+        ``learn`` call's steps after ``learning_starts`` (as :class:`DAPDCallback`'s);
+        ``None`` (default): no such limit
     :param task_names: name of each task for the logs (default: the environments'
         ``task_name`` attribute, else ``task0``, ``task1``, ...)
     :param score_at: ``"dense"`` or ``"masked"``
     :param chunk_size: transitions per scoring forward pass
+    :param allocation: how each task's k active weights are split among the layers (see
+        :class:`~sb3_pathways.DAPDCallback`)
+    :param within_layer: how a layer's share is chosen (see :class:`~sb3_pathways.DAPDCallback`)
+    :param cover_inputs: every input unit of every layer keeps a connection in each task's
+        pathway (see :class:`~sb3_pathways.DAPDCallback`)
     :param verbose: 1 prints updates and freezes
     """
 
@@ -110,12 +119,18 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         task_names: Sequence[str] | None = None,
         score_at: str = "dense",
         chunk_size: int = 2048,
+        max_warmup_fraction: float | None = None,
+        allocation: str = "global",
+        within_layer: str = "top_k",
+        cover_inputs: bool = False,
         verbose: int = 0,
     ) -> None:
         if freeze_metric not in TASK_FREEZE_METRICS:
             raise ValueError(f"freeze_metric must be one of {TASK_FREEZE_METRICS}, got {freeze_metric!r}")
         thresholds = None if freeze_threshold is None else np.atleast_1d(np.asarray(freeze_threshold, dtype=float))
-        updater = MultiTaskDAPDUpdater(moving_average, score_at, chunk_size)
+        updater = MultiTaskDAPDUpdater(
+            moving_average, score_at, chunk_size, allocation, within_layer=within_layer, cover_inputs=cover_inputs
+        )
         super().__init__(
             updater,
             update_freq=update_freq,
@@ -123,6 +138,7 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
             freeze_threshold=None,
             freeze_window=freeze_window,
             max_warmup_steps=optional_positive_int(max_warmup_steps, "max_warmup_steps"),
+            end_fraction=optional_fraction(max_warmup_fraction, "max_warmup_fraction"),
             verbose=verbose,
         )
         self.task_thresholds = thresholds
@@ -206,7 +222,7 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         state = self.state
         if state.frozen:
             return
-        warmup_over = self.max_warmup_steps is not None and self.num_timesteps >= self.max_warmup_steps
+        warmup_over = self.schedule.ended(self.num_timesteps)
         for task in range(self.n_tasks):
             if task in state.task_frozen_steps:
                 continue
