@@ -105,8 +105,7 @@ def run_file_name(method: str, seed: int, args: argparse.Namespace) -> str:
     Adam computes the same update, so it is recorded in the run (``fused_adam``) but does not
     name a run of its own."""
     balanced = "_balanced" if args.balanced else ""
-    fraction = getattr(args, "max_warmup_fraction", None)
-    warmup = "" if fraction is None else f"_warmup{fraction:g}"
+    warmup = "" if args.max_warmup_fraction is None else f"_warmup{args.max_warmup_fraction:g}"
     return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}{balanced}{warmup}.json"
 
 

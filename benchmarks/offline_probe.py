@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
-from sb3_pathways.masking.layers import MaskedWeightMixin, MultiTaskMaskedLinear
+from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.multitask import make_mt10_env
 from sb3_pathways.offline import IQL, SingleShotPathways, load_minari
 
@@ -49,7 +49,8 @@ def actor_preactivation_std(model: IQL, observations: np.ndarray) -> list[float]
 
 @th.no_grad()
 def rescale_to_dense_fan_in(model: IQL) -> None:
-    """Scale each unit's active weights by ``sqrt(fan_in / mean active inputs over its tasks)``."""
+    """Scale each unit's active weights by ``sqrt(fan_in / mean active inputs over its tasks)``.
+    The single shot has merged the task copies, so the shared weight is the one to scale."""
     for module in model.policy.modules():
         if not isinstance(module, MaskedWeightMixin):
             continue
@@ -59,9 +60,6 @@ def rescale_to_dense_fan_in(model: IQL) -> None:
         gain = (masks.shape[-1] / (active_inputs.sum(0) / users).clamp(min=1)).sqrt()
         gain = gain.view(-1, *([1] * (module.weight.dim() - 1)))
         module.set_full_weight(module.full_weight() * gain)
-        if isinstance(module, MultiTaskMaskedLinear):
-            module.task_weight_stored.mul_(gain)
-            module.task_weight.mul_(gain)
 
 
 def probe(arm: str, steps: int, seed: int) -> dict[str, Any]:
