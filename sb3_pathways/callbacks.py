@@ -417,11 +417,13 @@ class DAPDCallback(PathwayUpdateCallback):
         decide), ``"erk"`` (Erdős-Rényi-kernel layer shares, small layers keep more) or
         ``"random"`` (the same share of every layer)
     :param within_layer: how a layer's share is chosen: ``"top_k"`` (default: the layer's
-        highest scores, as the reference) or ``"per_unit"`` (every output unit the same number
+        highest scores, as the reference), ``"per_unit"`` (every output unit the same number
         of inputs, its highest-scoring ones; better on Pendulum, far worse on MuJoCo: see the
-        DAPD guide)
+        DAPD guide) or ``"balanced"`` (the highest scores once balanced over the layer's
+        units, so that the connections spread over the units as a random mask's do, see
+        :func:`~sb3_pathways.masking.selection.balanced_scores`)
     :param cover_inputs: every input unit of every layer (each observation feature, each
-        hidden unit) also keeps its highest-scoring output, with ``within_layer="top_k"``
+        hidden unit) also keeps its highest-scoring output (not with ``within_layer="per_unit"``)
     :param objective: ``(model, batch) -> {network name: loss}`` to score instead of the
         algorithm's registered loss, e.g.
         :func:`~sb3_pathways.sac.sac_reference_objective` (the reference's)

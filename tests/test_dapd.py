@@ -335,7 +335,7 @@ def test_resume_after_load_continues_discovery(tmp_path) -> None:
         (dict(update_freq="epoch"), r"update_freq must be 'episode' or a positive int, got 'epoch'"),
         (dict(freeze_metric="return"), r"freeze_metric must be one of \('rollout', 'eval'\)"),
         (dict(score_at="sparse"), r"score_at must be one of \('dense', 'agent', 'masked'\)"),
-        (dict(within_layer="rows"), r"within_layer must be one of \('top_k', 'per_unit'\), got 'rows'"),
+        (dict(within_layer="rows"), r"within_layer must be one of \('top_k', 'per_unit', 'balanced'\), got 'rows'"),
         (dict(allocation="even"), r"allocation must be one of \('global', 'random', 'erk'\), got 'even'"),
         (dict(max_warmup_steps=-5), r"max_warmup_steps must be a positive int or None"),
         (dict(window_samples=0), r"window_samples must be a positive int or None, got 0"),

@@ -11,6 +11,7 @@ from sb3_pathways.masking.layers import convert_to_masked
 from sb3_pathways.masking.overlap import overlap_matrix
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import (
+    balanced_scores,
     guaranteed_connections,
     keep_count,
     layer_budgets,
@@ -136,7 +137,7 @@ def test_within_layer_per_unit_keeps_the_layer_shares_and_exact_k() -> None:
         for name, mask in per_unit.items():
             fan_ins = mask.sum(dim=1)
             assert int(fan_ins.max() - fan_ins.min()) <= 1, (allocation, name)
-    with pytest.raises(ValueError, match=r"within_layer must be one of \('top_k', 'per_unit'\), got 'rows'"):
+    with pytest.raises(ValueError, match=r"within_layer must be one of \('top_k', 'per_unit', 'balanced'\), got 'rows'"):
         network.top_k(scores, within_layer="rows")
 
 
@@ -167,6 +168,49 @@ def test_cover_inputs_of_a_convolution_keeps_every_input_channel() -> None:
     assert mask[:, 2].sum().item() == 1 and mask[:, 2].reshape(-1)[best]
     assert bool(mask.reshape(8, -1).any(dim=1).all()) and bool(mask.transpose(0, 1).reshape(4, -1).any(dim=1).all())
     assert top_k_masks([score], 40, cover_inputs=True)[0][:, 2].any()
+
+
+def test_balanced_scores_give_every_unit_the_same_total_and_keep_each_units_order() -> None:
+    generator = th.Generator().manual_seed(0)
+    errors, activations = th.rand(6, 1, generator=generator) * 10, th.rand(1, 9, generator=generator)
+    score = errors * activations * th.rand(6, 9, generator=generator)
+    balanced = balanced_scores(score)
+    assert th.allclose(balanced.sum(dim=1), th.full((6,), 1 / 6), rtol=1e-4)
+    assert th.allclose(balanced.sum(dim=0), th.full((9,), 1 / 9), rtol=1e-4)
+    # a rescaling of rows and columns: balanced = r_i · score · c_j, so the ratio is an outer product
+    ratio = (balanced / score).double()
+    assert th.allclose(ratio, ratio[:, :1] * ratio[:1, :] / ratio[0, 0], rtol=1e-4)
+    conv_score = th.rand(4, 3, 2, 2, generator=generator)
+    assert th.allclose(balanced_scores(conv_score).sum(dim=(1, 2, 3)), th.full((4,), 1 / 4), rtol=1e-4)
+
+
+@pytest.mark.parametrize("allocation", ["global", "erk"])
+def test_within_layer_balanced_spreads_the_connections_over_the_units(allocation: str) -> None:
+    # outer-product scores with a few large output errors and input activations: a layer's
+    # top-k gathers on those units, the balanced top-k spreads over all of them
+    layers = {"a": th.nn.Linear(32, 32), "b": th.nn.Linear(32, 4)}
+    masked = [layer for module in layers.values() for layer in convert_to_masked(module)]
+    network = NetworkPathway("net", 0.15, dict(zip(["a.weight", "b.weight"], masked)))
+    generator = th.Generator().manual_seed(1)
+    errors = th.rand(32, 1, generator=generator) ** 4
+    activations = th.rand(1, 32, generator=generator) ** 4
+    scores = {
+        "a.weight": errors * activations * th.rand(32, 32, generator=generator),
+        "b.weight": th.rand(4, 32, generator=generator),
+    }
+    top_k = network.top_k(scores, allocation=allocation)
+    balanced = network.top_k(scores, allocation=allocation, within_layer="balanced")
+    assert top_k is not None and balanced is not None
+    # the same layer shares, exactly k in all
+    assert [int(m.sum()) for m in balanced.values()] == [int(m.sum()) for m in top_k.values()]
+    assert sum(int(m.sum()) for m in balanced.values()) == network.n_keep
+    top_k_fan_in, balanced_fan_in = top_k["a.weight"].sum(dim=1), balanced["a.weight"].sum(dim=1)
+    top_k_fan_out, balanced_fan_out = top_k["a.weight"].sum(dim=0), balanced["a.weight"].sum(dim=0)
+    assert int(balanced_fan_in.max()) < int(top_k_fan_in.max())
+    assert float(balanced_fan_out.float().std()) < 0.5 * float(top_k_fan_out.float().std())
+    assert 3 * int((balanced_fan_out == 0).sum()) <= int((top_k_fan_out == 0).sum())
+    balanced_cover = network.top_k(scores, allocation=allocation, within_layer="balanced", cover_inputs=True)
+    assert balanced_cover is not None and all(bool(m.any(dim=0).all()) for m in balanced_cover.values())
 
 
 @pytest.mark.parametrize("allocation", ["global", "erk", "random"])

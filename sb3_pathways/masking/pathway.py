@@ -11,12 +11,13 @@ import torch as th
 from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.masking.optimizer_state import update_optimizer_state
 from sb3_pathways.masking.selection import (
+    balanced_scores,
     check_covers_inputs,
     check_selection,
+    choose_within_layer,
     guaranteed_connections,
     keep_count,
     layer_budgets,
-    per_unit_top_k,
     proportional_budgets,
     top_k_masks,
 )
@@ -91,11 +92,13 @@ class NetworkPathway:
             of every layer, ``"erk"``), the top-k then taken within each layer
         :param keep: active weights in all (default k; a schedule that ramps the sparsity
             passes its own)
-        :param within_layer: ``"top_k"`` (a layer's highest scores) or ``"per_unit"`` (every
+        :param within_layer: ``"top_k"`` (a layer's highest scores), ``"per_unit"`` (every
             output unit of a layer the same number of inputs, its highest-scoring ones; see
-            :func:`~sb3_pathways.masking.selection.per_unit_top_k`), once the layer's share is set
+            :func:`~sb3_pathways.masking.selection.per_unit_top_k`) or ``"balanced"`` (the
+            highest of the layer's scores balanced over its units, see
+            :func:`~sb3_pathways.masking.selection.balanced_scores`), once the layer's share is set
         :param cover_inputs: every input unit of every layer also keeps its highest-scoring
-            output (the observation features included), with ``within_layer="top_k"``
+            output (the observation features included), not with ``within_layer="per_unit"``
         :return: layer name -> bool mask
         """
         check_selection(allocation, within_layer, cover_inputs)
@@ -113,18 +116,20 @@ class NetworkPathway:
                     continue
                 counts = [int(mask.sum()) for mask in selected]
             else:
+                if within_layer == "balanced":
+                    # with fixed layer shares only the order within each layer matters
+                    group_scores = [balanced_scores(score) for score in group_scores]
                 floors = None
                 if cover_inputs:
                     guaranteed = [guaranteed_connections(score, cover_inputs=True) for score in group_scores]
                     check_covers_inputs(guaranteed, budget)
                     floors = [int(kept.sum()) for kept in guaranteed]
                 counts = layer_budgets([score.shape for score in group_scores], budget, allocation, floors)
-            choose = (
-                per_unit_top_k
-                if within_layer == "per_unit"
-                else lambda score, count: top_k_masks([score], count, cover_inputs)[0]
+            rule = "top_k" if allocation != "global" and within_layer == "balanced" else within_layer
+            masks.update(
+                (name, choose_within_layer(score, count, rule, cover_inputs))
+                for name, score, count in zip(group, group_scores, counts)
             )
-            masks.update((name, choose(score, count)) for name, score, count in zip(group, group_scores, counts))
         return masks
 
     def masks(self) -> dict[str, th.Tensor]:

@@ -19,9 +19,11 @@ import torch as th
 MASK_INITS = ("random", "erk")
 #: how a score-based selection splits k among layers: one global top-k, or fixed layer shares
 ALLOCATIONS = ("global", *MASK_INITS)
-#: how a layer's active weights are chosen from its scores: its top-k, or the same number of
-#: top-scoring inputs for every output unit
-WITHIN_LAYER = ("top_k", "per_unit")
+#: how a layer's active weights are chosen from its scores: its top-k, the same number of
+#: top-scoring inputs for every output unit, or the top-k of scores balanced over units
+WITHIN_LAYER = ("top_k", "per_unit", "balanced")
+#: Sinkhorn iterations of :func:`balanced_scores`
+BALANCING_ITERATIONS = 10
 
 
 def check_selection(allocation: str, within_layer: str, cover_inputs: bool) -> None:
@@ -32,10 +34,10 @@ def check_selection(allocation: str, within_layer: str, cover_inputs: bool) -> N
         raise ValueError(f"within_layer must be one of {WITHIN_LAYER}, got {within_layer!r}")
     if not isinstance(cover_inputs, bool):
         raise TypeError(f"cover_inputs must be a bool, got {cover_inputs!r}")
-    if cover_inputs and within_layer != "top_k":
+    if cover_inputs and within_layer == "per_unit":
         raise ValueError(
-            f"cover_inputs=True works with within_layer='top_k' (per_unit gives every output unit its own count), "
-            f"got within_layer={within_layer!r}"
+            "cover_inputs=True works with within_layer='top_k' or 'balanced' (per_unit gives every output unit "
+            f"its own count), got within_layer={within_layer!r}"
         )
 
 
@@ -259,3 +261,48 @@ def per_unit_top_k(score: th.Tensor, keep: int) -> th.Tensor:
         lucky = th.topk(next_best, extra, sorted=False).indices
         selected[lucky] |= rank[lucky] == per_unit
     return selected.view(score.shape)
+
+
+def balanced_scores(score: th.Tensor, iterations: int = BALANCING_ITERATIONS) -> th.Tensor:
+    """
+    A layer's scores rescaled so that every output unit and every input unit carries the same
+    total (Sinkhorn balancing: rows and input columns normalised in turn). SNIP scores of a
+    layer are close to an outer product of output errors and input activations, so that a
+    top-k of them gathers on a few units (on HalfCheetah, a tenth of the hidden units receive
+    60% of the connections and most receive one); the top-k of balanced scores keeps, for every
+    unit, the connections that are large *for that unit*, spread over the units as a random
+    mask is. The result is ``r_i · score_ij · c_j``: a rescaling of the rows and of the input
+    columns, nothing else.
+
+    :param score: non-negative score tensor shaped like the layer's weight
+    :param iterations: row and column normalisations
+    :return: balanced scores, shaped like ``score``
+    """
+    units, inputs = output_units(score.shape), input_units(score.shape)
+    balanced = score.detach().reshape(units, inputs, -1).double().clamp(min=0)
+    # a unit whose scores are all zero keeps them zero; a tiny floor keeps the divisions finite
+    balanced = balanced + balanced.amax().clamp(min=1e-300) * 1e-12
+    for _ in range(iterations):
+        balanced = balanced / balanced.sum(dim=(1, 2), keepdim=True) / units
+        balanced = balanced / balanced.sum(dim=(0, 2), keepdim=True) / inputs
+    return balanced.to(score.dtype).view(score.shape)
+
+
+def choose_within_layer(score: th.Tensor, keep: int, within_layer: str, cover_inputs: bool = False) -> th.Tensor:
+    """
+    The ``keep`` active weights of one layer, given its share.
+
+    :param score: score tensor shaped like the layer's weight
+    :param keep: active weights in the layer
+    :param within_layer: ``"top_k"`` (the layer's highest scores), ``"per_unit"``
+        (:func:`per_unit_top_k`) or ``"balanced"`` (the highest of :func:`balanced_scores`)
+    :param cover_inputs: every input unit also keeps its highest-scoring output (not with
+        ``"per_unit"``)
+    :return: bool mask shaped like ``score``
+    """
+    check_selection("global", within_layer, cover_inputs)
+    if within_layer == "per_unit":
+        return per_unit_top_k(score, keep)
+    if within_layer == "balanced":
+        score = balanced_scores(score)
+    return top_k_masks([score], keep, cover_inputs)[0]

@@ -31,7 +31,8 @@ class SingleShotPathways(PathwayUpdateCallback):
     :param chunk_size: transitions per scoring forward pass (bounds memory)
     :param allocation: how a network's k is split among its layers (see
         :class:`~sb3_pathways.updaters.DAPDUpdater`)
-    :param within_layer: ``"top_k"`` or ``"per_unit"`` (see :class:`~sb3_pathways.updaters.DAPDUpdater`)
+    :param within_layer: ``"top_k"``, ``"per_unit"`` or ``"balanced"`` (see
+        :class:`~sb3_pathways.updaters.DAPDUpdater`)
     :param cover_inputs: every input unit of every layer keeps a connection, so no
         observation feature is cut off (see :class:`~sb3_pathways.updaters.DAPDUpdater`)
     :param verbose: 1 prints the discovery

@@ -60,10 +60,11 @@ class DAPDUpdater(MaskUpdater):
         taken within each layer
     :param objective: ``(model, batch) -> {network name: loss}`` scored instead of the
         algorithm's registered objective
-    :param within_layer: ``"top_k"`` (a layer's highest scores) or ``"per_unit"`` (every
-        output unit the same number of inputs, its highest-scoring ones)
+    :param within_layer: ``"top_k"`` (a layer's highest scores), ``"per_unit"`` (every
+        output unit the same number of inputs, its highest-scoring ones) or ``"balanced"``
+        (the highest scores balanced over the layer's units)
     :param cover_inputs: every input unit of every layer (each observation feature, each
-        hidden unit) also keeps its highest-scoring output; with ``within_layer="top_k"``
+        hidden unit) also keeps its highest-scoring output; not with ``within_layer="per_unit"``
     """
 
     def __init__(
