@@ -9,6 +9,9 @@ Methods, for each algorithm:
 - ``pathway-cover``: the same, with ``SingleShotPathways(cover_inputs=True)``: every input
   unit of every layer keeps its best connection, so no task's pathway loses an observation
   feature;
+- ``pathway-balanced``: the same, with ``SingleShotPathways(within_layer="balanced")``: each
+  layer's top-k of scores balanced over its units, so that the connections spread over the
+  units instead of gathering on the few with large errors and activations;
 - ``mt``: ``MlpPolicy``, one dense network for all tasks (the task one-hot in the observation);
 - ``mhmt``: ``MultiHeadPolicy``, one dense network with one output head per task.
 
@@ -54,7 +57,11 @@ from sb3_pathways.offline.multi_head import TaskHeads
 ROOT = Path(__file__).resolve().parent.parent
 ALGOS: dict[str, type[OfflineAlgorithm]] = {"bcq": BCQ, "iql": IQL}
 #: pathway methods -> their SingleShotPathways arguments
-PATHWAY_METHODS: dict[str, dict[str, Any]] = {"pathway": {}, "pathway-cover": {"cover_inputs": True}}
+PATHWAY_METHODS: dict[str, dict[str, Any]] = {
+    "pathway": {},
+    "pathway-cover": {"cover_inputs": True},
+    "pathway-balanced": {"within_layer": "balanced"},
+}
 METHODS = (*PATHWAY_METHODS, "mt", "mhmt")
 POLICIES = {**dict.fromkeys(PATHWAY_METHODS, "PathwayPolicy"), "mt": "MlpPolicy", "mhmt": "MultiHeadPolicy"}
 
@@ -244,7 +251,13 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
 
     panels = sorted({(record["algo"], record["dataset"], record["steps"]) for record in records})
     figure, axes = plt.subplots(len(panels), 1, figsize=(11, 3.4 * len(panels)), squeeze=False)
-    colours = {"pathway": "tab:green", "pathway-cover": "tab:olive", "mt": "black", "mhmt": "tab:grey"}
+    colours = {
+        "pathway": "tab:green",
+        "pathway-cover": "tab:olive",
+        "pathway-balanced": "tab:blue",
+        "mt": "black",
+        "mhmt": "tab:grey",
+    }
     width = 0.8 / len(METHODS)
     for axis, (algo, dataset, steps) in zip(axes[:, 0], panels):
         for offset, method in enumerate(METHODS):

@@ -9,9 +9,11 @@ absolute error of ``predict`` against the dataset's actions on 2,000 fixed trans
 - ``pathway``: ``SingleShotPathways(cover_inputs=True)``, 95% per task;
 - ``rescale``: the same, then every unit's active weights scaled by
   ``sqrt(fan_in / active inputs)`` (a signal-preserving sparse initialisation);
-- ``erk``: the same as ``pathway`` with ERK layer shares (``allocation="erk"``).
+- ``erk``: the same as ``pathway`` with ERK layer shares (``allocation="erk"``);
+- ``balanced``: ``SingleShotPathways(within_layer="balanced")`` (the top-k of scores balanced
+  over each layer's units).
 
-    python benchmarks/offline_probe.py mt pathway rescale erk --steps 2000
+    python benchmarks/offline_probe.py mt pathway rescale erk balanced --steps 2000
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.multitask import make_mt10_env
 from sb3_pathways.offline import IQL, SingleShotPathways, load_minari
 
-ARMS = ("mt", "pathway", "rescale", "erk")
+ARMS = ("mt", "pathway", "rescale", "erk", "balanced")
 DATASET = "sb3_pathways/mt10/expert-10ep-v0"
 
 
@@ -72,7 +74,12 @@ def probe(arm: str, steps: int, seed: int) -> dict[str, Any]:
         model = IQL(
             "PathwayPolicy", env, dataset=dataset, seed=seed, device="cpu", policy_kwargs=dict(n_tasks=10, sparsity=0.95)
         )
-        callback = SingleShotPathways(cover_inputs=True, allocation="erk" if arm == "erk" else "global")
+        selection = (
+            {"within_layer": "balanced"}
+            if arm == "balanced"
+            else {"cover_inputs": True, "allocation": "erk" if arm == "erk" else "global"}
+        )
+        callback = SingleShotPathways(**selection)
     rows = np.random.default_rng(seed).choice(len(dataset), 2_000, replace=False)
     model.learn(1, callback=callback)
     if arm == "rescale":
