@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from torch import nn
 from sb3_pathways import export_onnx, export_pathway
 from sb3_pathways.deploy import CSRLinear, prune_action_network, remove_dead_neurons
 from sb3_pathways.deploy.chains import LinearStage
+from sb3_pathways.deploy.numpy_runtime import numpy_activation
 
 
 def _hand_made_stages() -> list[LinearStage]:
@@ -89,11 +91,19 @@ def test_exported_pathway_computes_the_policy_actions(case: AlgoCase, sparse_lay
     obs = observations(model, 64)
     expected, _ = model.predict(obs, deterministic=True)
     actions = exported(th.as_tensor(obs)).numpy()
-    assert actions.shape == expected.shape
-    if np.issubdtype(expected.dtype, np.integer):
-        assert np.array_equal(actions, expected)
-    else:
-        assert np.abs(actions - expected).max() <= 1e-5
+    # the NumPy runtime of the same pathway, whole batches and one observation at a time
+    on_numpy = exported.to_numpy(sparse_layers=sparse_layers)  # type: ignore[arg-type]
+    numpy_actions = on_numpy(obs)
+    single_actions = np.stack([on_numpy(observation) for observation in obs[:4]])
+    single_expected = np.stack([model.predict(observation, deterministic=True)[0] for observation in obs[:4]])
+    for result, reference in ((actions, expected), (numpy_actions, expected), (single_actions, single_expected)):
+        assert result.shape == reference.shape
+        if np.issubdtype(reference.dtype, np.integer):
+            assert np.array_equal(result, reference)
+        else:
+            assert np.abs(result - reference).max() <= 1e-5
+    if sparse_layers != "auto":
+        assert all(layer.sparse == (sparse_layers == "always") for layer in on_numpy.layers)
     if case.id in ("DQN", "QRDQN"):
         network = model.policy.q_net if case.id == "DQN" else model.policy.quantile_net
         with th.no_grad():
@@ -124,6 +134,10 @@ def test_exported_cnn_pathway_preprocesses_images() -> None:
         )
     assert (exported.network_output(th.as_tensor(obs)) - logits).abs().max() <= 1e-5
     assert not any(type(module).__name__.startswith("Masked") for module in exported.modules())
+    with pytest.raises(
+        ValueError, match="to_numpy supports Box and Discrete observation spaces read by SB3's FlattenExtractor"
+    ):
+        exported.to_numpy()
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +196,23 @@ def test_export_errors_name_the_argument(sac_export: tuple[SAC, th.Tensor]) -> N
         export_pathway(model, batch_size=0)
     with pytest.raises(TypeError, match="sparsify"):
         export_pathway(SAC("MlpPolicy", "Pendulum-v1", device="cpu"))
+
+
+def test_numpy_pathway_pickles_and_checks_its_arguments(sac_export: tuple[SAC, th.Tensor]) -> None:
+    model, obs = sac_export
+    exported = export_pathway(model, sparse_layers="never")
+    on_numpy = exported.to_numpy(sparse_layers="always")
+    restored = pickle.loads(pickle.dumps(on_numpy))
+    assert np.array_equal(restored(obs.numpy()), on_numpy(obs.numpy()))
+    assert on_numpy.stored_weights() == sum(int((layer.weight != 0).sum()) for layer in exported.layers)
+    with pytest.raises(ValueError, match=r"sparse_layers must be one of \('auto', 'never', 'always'\), got 'often'"):
+        exported.to_numpy(sparse_layers="often")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        exported.to_numpy(batch_size=0)
+
+
+def test_numpy_activations_match_torch() -> None:
+    values = th.linspace(-3, 3, 25).reshape(5, 5)
+    for module in (nn.ReLU(), nn.Tanh(), nn.ELU(), nn.SiLU(), nn.LeakyReLU(0.1)):
+        result = numpy_activation(module)(values.numpy().copy())
+        assert np.abs(result - module(values).numpy()).max() <= 1e-6, type(module).__name__

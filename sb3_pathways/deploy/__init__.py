@@ -1,6 +1,7 @@
 """Cost accounting (FLOPs, energy) and deployment of pathways: ``flops`` and ``energy`` count
 the cost, ``chains`` reads a pathway's linear chains and removes dead neurons, ``sparse_layers``
-chooses dense or CSR layers, ``export`` builds the deployable module, ``onnx`` writes it out."""
+chooses dense or CSR layers, ``export`` builds the deployable module, ``numpy_runtime`` runs it
+without torch, ``onnx`` writes it out."""
 
 from sb3_pathways.deploy.chains import ChainDeadEnds, PrunedChain, dead_ends, prune_action_network, remove_dead_neurons
 from sb3_pathways.deploy.energy import JOULES_PER_FLOP, EnergyCallback, TrainingCost, estimate_energy
@@ -13,6 +14,7 @@ from sb3_pathways.deploy.flops import (
     register_training_passes,
     training_flops,
 )
+from sb3_pathways.deploy.numpy_runtime import NumpyPathway, numpy_pathway
 from sb3_pathways.deploy.onnx import export_onnx
 from sb3_pathways.deploy.sparse_layers import CSRLinear
 
@@ -23,6 +25,7 @@ __all__ = [
     "EnergyCallback",
     "ExportedPathway",
     "LayerFlops",
+    "NumpyPathway",
     "PrunedChain",
     "TrainingCost",
     "TrainingFlops",
@@ -32,6 +35,7 @@ __all__ = [
     "export_pathway",
     "forward_flops",
     "gradient_steps_per_update",
+    "numpy_pathway",
     "prune_action_network",
     "register_training_passes",
     "remove_dead_neurons",

@@ -31,6 +31,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
 from sb3_pathways.deploy.chains import STOCK_LAYER_TYPES, pathway_index, prune_action_network
+from sb3_pathways.deploy.numpy_runtime import NumpyPathway, numpy_pathway
 from sb3_pathways.deploy.sparse_layers import SPARSE_LAYER_CHOICES, CSRLinear, SparseLayers, deployed_layer
 from sb3_pathways.masking.layers import MASK_BUFFERS, MASK_PARAMETERS, MaskedWeightMixin
 from sb3_pathways.policies import pathway_policy
@@ -149,6 +150,17 @@ class ExportedPathway(nn.Module):
     def layer_widths(self) -> list[int]:
         """Output width of every layer (after dead-neuron removal)."""
         return [int(layer.out_features) for layer in self.layers]  # type: ignore[arg-type]
+
+    def to_numpy(self, sparse_layers: SparseLayers = "auto", batch_size: int = 1) -> NumpyPathway:
+        """
+        The same pathway on NumPy and SciPy (:class:`~sb3_pathways.deploy.NumpyPathway`), with
+        no torch call per action: the fastest path at small batches on a CPU.
+
+        :param sparse_layers: ``"auto"`` stores a layer as SciPy CSR only where measured
+            faster at ``batch_size``, ``"never"`` or ``"always"``
+        :param batch_size: the deployment batch size the ``"auto"`` choice is measured at
+        """
+        return numpy_pathway(self, sparse_layers, batch_size)
 
     def to_dense(self) -> ExportedPathway:
         """A copy whose CSR layers are dense again (for ``torch.jit.trace`` and ONNX)."""

@@ -57,8 +57,11 @@ def frozen_linear(weight: th.Tensor, bias: th.Tensor) -> nn.Linear:
     return layer
 
 
-def _median_seconds(function: Any, inputs: th.Tensor, repeats: int = 15) -> float:
-    synchronize = th.cuda.synchronize if inputs.device.type == "cuda" else (lambda: None)
+def median_seconds(function: Any, inputs: Any, repeats: int = 15) -> float:
+    """Median seconds of ``function(inputs)`` over ``repeats`` calls after 3 warm-up calls
+    (a torch tensor or a NumPy array; CUDA is synchronised around each call)."""
+    on_cuda = isinstance(inputs, th.Tensor) and inputs.device.type == "cuda"
+    synchronize = th.cuda.synchronize if on_cuda else (lambda: None)
     times = []
     with th.no_grad():
         for i in range(repeats + 3):
@@ -87,6 +90,6 @@ def deployed_layer(stage: LinearStage, sparse_layers: str, batch_size: int) -> n
     if sparse_layers == "always":
         return sparse
     inputs = th.randn(batch_size, stage.weight.shape[1], device=stage.weight.device)
-    dense_seconds = _median_seconds(dense, inputs)
-    sparse_seconds = _median_seconds(sparse, inputs.t().contiguous())
+    dense_seconds = median_seconds(dense, inputs)
+    sparse_seconds = median_seconds(sparse, inputs.t().contiguous())
     return sparse if sparse_seconds < 0.9 * dense_seconds else dense

@@ -1,0 +1,235 @@
+"""An exported pathway run on NumPy and SciPy, with no torch call per action.
+
+At batch 1 a torch module spends most of its time in per-call overhead (dispatch, autograd
+bookkeeping, tensor wrappers: tens of microseconds per layer), more than the pathway's few
+thousand multiply-adds take. :class:`NumpyPathway` runs the same layers as plain NumPy
+matrix-vector products, or SciPy CSR products where those were measured faster, which is
+what a latency-bound deployment (one observation at a time, on a CPU) wants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import gymnasium as gym
+import numpy as np
+import scipy.sparse
+import torch as th
+from torch import nn
+
+from sb3_pathways.deploy.sparse_layers import SPARSE_LAYER_CHOICES, CSRLinear, SparseLayers, median_seconds
+
+if TYPE_CHECKING:
+    from sb3_pathways.deploy.export import ExportedPathway
+
+Activation = Callable[[np.ndarray], np.ndarray]
+
+
+def _relu(values: np.ndarray) -> np.ndarray:
+    return np.maximum(values, 0.0, out=values)
+
+
+def _tanh(values: np.ndarray) -> np.ndarray:
+    return np.tanh(values, out=values)
+
+
+class TorchActivation:
+    """An element-wise torch module applied to a NumPy array (sharing its memory, no copy).
+
+    :param module: the activation module
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        with th.no_grad():
+            return self.module(th.from_numpy(values)).numpy()
+
+
+def numpy_activation(module: nn.Module) -> Activation:
+    """The element-wise ``module`` on NumPy arrays: native for ReLU and Tanh, through the
+    torch module itself for the others."""
+    if type(module) is nn.ReLU:
+        return _relu
+    if type(module) is nn.Tanh:
+        return _tanh
+    return TorchActivation(module)
+
+
+class NumpyLayer:
+    """
+    One linear layer on NumPy: ``Y = X Wᵀ + b`` for a batch-major ``X``, the weight dense or
+    a SciPy CSR matrix.
+
+    :param weight: the layer's weight, shape ``(out_features, in_features)``
+    :param bias: its bias, shape ``(out_features,)``
+    :param sparse: store the weight as CSR
+    """
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, sparse: bool) -> None:
+        self.sparse = sparse
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        if sparse:
+            self.weight_csr = scipy.sparse.csr_matrix(weight.astype(np.float32))
+        else:
+            # stored transposed and contiguous: X @ Wᵀ reads it row by row
+            self.weight_t = np.ascontiguousarray(weight.T, dtype=np.float32)
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        if self.sparse:
+            return np.asarray((self.weight_csr @ inputs.T).T) + self.bias
+        outputs = inputs @ self.weight_t
+        outputs += self.bias
+        return outputs
+
+    def stored_weights(self) -> int:
+        """Weights the layer stores (the CSR entries, or every entry of a dense weight)."""
+        return int(self.weight_csr.nnz) if self.sparse else int(self.weight_t.size)
+
+
+class NumpyPathway:
+    """
+    The deterministic action of an :class:`~sb3_pathways.deploy.ExportedPathway`, computed
+    with NumPy (and SciPy CSR products) instead of torch: ``pathway(observation)`` returns
+    what ``model.predict(observation, deterministic=True)[0]`` returns, as a NumPy array.
+    Built by :meth:`ExportedPathway.to_numpy` (or :func:`numpy_pathway`); it pickles.
+
+    Observations from a ``Box`` space (images divided by 255 as SB3 does) or a ``Discrete``
+    space (one-hot) go through SB3's flattening features extractor; other spaces and
+    extractors stay with the torch module.
+
+    :param layers: the linear layers
+    :param activations: the element-wise functions after each layer
+    :param observation_space: the policy's observation space
+    :param normalize_images: whether image observations are divided by 255
+    :param input_index: the features the first layer reads (``None``: all)
+    :param head: see :class:`sb3_pathways.policies.DeploymentSpec`
+    :param action_space: the policy's action space
+    :param n_quantiles: quantiles per action for the ``"quantile_argmax"`` head
+    """
+
+    def __init__(
+        self,
+        layers: list[NumpyLayer],
+        activations: list[list[Activation]],
+        observation_space: gym.Space,
+        normalize_images: bool,
+        input_index: np.ndarray | None,
+        head: str,
+        action_space: gym.Space,
+        n_quantiles: int = 0,
+    ) -> None:
+        self.layers = layers
+        self.activations = activations
+        self.observation_space = observation_space
+        self.scale_images = (
+            normalize_images
+            and isinstance(observation_space, gym.spaces.Box)
+            and np.dtype(observation_space.dtype) == np.uint8
+            and len(observation_space.shape) == 3
+        )
+        self.input_index = input_index
+        self.head = head
+        self.action_space = action_space
+        self.n_quantiles = n_quantiles
+        if isinstance(action_space, gym.spaces.Box):
+            self.action_low = np.asarray(action_space.low, dtype=np.float32).reshape(-1)
+            self.action_high = np.asarray(action_space.high, dtype=np.float32).reshape(-1)
+
+    def features(self, observation: np.ndarray) -> np.ndarray:
+        """The batch of flat float32 features the first layer reads."""
+        if isinstance(self.observation_space, gym.spaces.Discrete):
+            indices = np.asarray(observation, dtype=np.int64).reshape(-1) - int(self.observation_space.start)
+            features = np.eye(int(self.observation_space.n), dtype=np.float32)[indices]
+        else:
+            shape = self.observation_space.shape
+            assert shape is not None
+            features = np.asarray(observation, dtype=np.float32).reshape(-1, int(np.prod(shape)))
+            if self.scale_images:
+                features = features / np.float32(255.0)
+        if self.input_index is not None:
+            features = features[:, self.input_index]
+        return features
+
+    def network_output(self, observation: np.ndarray) -> np.ndarray:
+        """The action network's output before the head (see ``ExportedPathway.network_output``)."""
+        values = self.features(observation)
+        for layer, activations in zip(self.layers, self.activations):
+            values = layer(values)
+            for activation in activations:
+                values = activation(values)
+        return values
+
+    def __call__(self, observation: np.ndarray) -> np.ndarray:
+        """The deterministic action(s): one observation or a batch, as ``predict`` takes them."""
+        observation = np.asarray(observation)
+        shape = self.observation_space.shape
+        single = observation.ndim == len(shape) if shape is not None else observation.ndim == 0
+        output = self.network_output(observation)
+        if self.head == "argmax":
+            actions = output.argmax(axis=1)
+        elif self.head == "quantile_argmax":
+            actions = output.reshape(output.shape[0], self.n_quantiles, -1).mean(axis=1).argmax(axis=1)
+        else:
+            if self.head == "unscale":
+                output = self.action_low + np.float32(0.5) * (output + np.float32(1.0)) * (self.action_high - self.action_low)
+            else:
+                output = np.clip(output, self.action_low, self.action_high)
+            assert self.action_space.shape is not None
+            actions = output.reshape(-1, *self.action_space.shape)
+        return actions[0] if single else actions
+
+    def stored_weights(self) -> int:
+        """Weights stored over all layers."""
+        return sum(layer.stored_weights() for layer in self.layers)
+
+
+def numpy_pathway(exported: ExportedPathway, sparse_layers: SparseLayers = "auto", batch_size: int = 1) -> NumpyPathway:
+    """
+    The :class:`NumpyPathway` of an exported pathway.
+
+    :param exported: the exported pathway (on the CPU)
+    :param sparse_layers: ``"auto"`` stores a layer as SciPy CSR only if that was measured at
+        least 10% faster than NumPy's dense product at ``batch_size``; ``"never"`` keeps every
+        layer dense; ``"always"`` makes every layer CSR
+    :param batch_size: the deployment batch size the ``"auto"`` choice is measured at
+    """
+    if sparse_layers not in SPARSE_LAYER_CHOICES:
+        raise ValueError(f"sparse_layers must be one of {SPARSE_LAYER_CHOICES}, got {sparse_layers!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(exported.observation_space, (gym.spaces.Box, gym.spaces.Discrete)) or not isinstance(
+        exported.features_extractor, nn.Flatten
+    ):
+        raise ValueError(
+            "to_numpy supports Box and Discrete observation spaces read by SB3's FlattenExtractor; got "
+            f"{type(exported.observation_space).__name__} with {type(exported.features_extractor).__name__}: "
+            "use the exported torch module for this policy"
+        )
+    if any(buffer.device.type != "cpu" for buffer in exported.buffers()):
+        raise ValueError("to_numpy needs the exported pathway on the CPU: export it with device='cpu'")
+    layers = []
+    generator = np.random.default_rng(0)
+    for layer in exported.layers:
+        assert isinstance(layer, (nn.Linear, CSRLinear))
+        weight = (layer.weight.to_dense() if isinstance(layer, CSRLinear) else layer.weight).detach().numpy()
+        bias = layer.bias.detach().numpy()
+        if sparse_layers == "auto":
+            inputs = generator.standard_normal((batch_size, weight.shape[1])).astype(np.float32)
+            dense, sparse = NumpyLayer(weight, bias, sparse=False), NumpyLayer(weight, bias, sparse=True)
+            layers.append(sparse if median_seconds(sparse, inputs) < 0.9 * median_seconds(dense, inputs) else dense)
+        else:
+            layers.append(NumpyLayer(weight, bias, sparse=sparse_layers == "always"))
+    return NumpyPathway(
+        layers=layers,
+        activations=[[numpy_activation(module) for module in sequence.children()] for sequence in exported.activations],
+        observation_space=exported.observation_space,
+        normalize_images=exported.normalize_images,
+        input_index=None if exported.input_index is None else exported.input_index.cpu().numpy(),
+        head=exported.head,
+        action_space=exported.action_space,
+        n_quantiles=exported.n_quantiles,
+    )
