@@ -8,17 +8,22 @@ actions at batch 1 (latency) and batch 4096 (throughput):
   pathway policy), which separates the pathway's saving from SB3's per-call overhead;
 - ``masked``: the ``PathwayPolicy`` as it trains (full-size matrices holding zeros);
 - ``exported``: :func:`sb3_pathways.export_pathway` with dense layers only;
-- ``exported+csr``: the same with ``sparse_layers="auto"`` (a layer is CSR where measured faster).
+- ``exported+csr``: the same with ``sparse_layers="auto"`` (a layer is CSR where measured faster);
+- ``numpy``: the exported pathway on NumPy and SciPy (``ExportedPathway.to_numpy``, a layer is
+  SciPy CSR where measured faster), and ``dense-numpy`` the dense network on the same runtime;
+- ``predict``: the stock dense model's public ``model.predict`` (NumPy in, NumPy out), the path
+  an SB3 user calls.
 
 Two pathways are exported: ``random`` (the uniform 95% mask a pathway policy starts from) and
 ``dapd`` (the pathway DAPD discovers in a short SAC run, ``--train-steps``). Times are medians
-over ``--repeats`` in one run, on one torch thread; the FLOP ratio (exported action network
+over ``--repeats`` in one run, on ``--threads`` torch threads (1 by default); the FLOP ratio (exported action network
 over dense, counting the live weights left after dead-neuron removal) is the limit a perfect
 implementation would reach; ``flops_ratio_dense_layers`` is that of the exported layers stored
 dense.
 
     python benchmarks/inference.py                      # hidden 256 and 1024
     python benchmarks/inference.py --hidden 256 --train-steps 2000 --repeats 5
+    python benchmarks/inference.py --threads 0           # all threads: inference_threads<N>.json
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from learning import machine_description
 from stable_baselines3 import SAC
 
 from sb3_pathways import DAPDCallback, export_pathway
@@ -78,16 +84,21 @@ def time_variants(models: dict[str, Any], batch: int, repeats: int) -> dict[str,
     """Variant -> seconds per call at this batch size."""
     observation_space = models["dense"].observation_space
     observation_space.seed(0)
-    observations = th.as_tensor(np.stack([observation_space.sample() for _ in range(batch)]))
+    array = np.stack([observation_space.sample() for _ in range(batch)])
+    observations = th.as_tensor(array)
     calls = 200 if batch == 1 else 3
     with th.no_grad():
         functions: dict[str, Callable[[], Any]] = {
+            "predict": lambda: models["dense"].predict(array, deterministic=True),
             "dense": lambda: models["dense"].policy._predict(observations, deterministic=True),
             "masked": lambda: models["masked"].policy._predict(observations, deterministic=True),
         }
         for name in ("dense-exported", "exported", "exported+csr"):
             module = models[name]
             functions[name] = lambda module=module: module(observations)
+        for name in ("dense-numpy", "numpy"):
+            runtime = models[name]
+            functions[name] = lambda runtime=runtime: runtime(array)
         return {name: median_seconds_per_call(function, calls, repeats) for name, function in functions.items()}
 
 
@@ -98,9 +109,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-steps", type=int, default=3_000, help="SAC + DAPD steps that discover the dapd pathway")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/inference.json"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: all of this machine's)")
+    parser.add_argument("--output", type=Path, default=None, help="default: results/inference[_threads<N>].json")
     args = parser.parse_args(argv)
-    th.set_num_threads(1)
+    if args.threads > 0:
+        th.set_num_threads(args.threads)
+    threads = th.get_num_threads()
+    if args.output is None:
+        suffix = "" if args.threads == 1 else f"_threads{threads}"
+        args.output = Path(f"benchmarks/results/inference{suffix}.json")
 
     results = []
     for hidden in args.hidden:
@@ -128,7 +145,9 @@ def main(argv: list[str] | None = None) -> None:
                     "masked": masked,
                     "exported": export_pathway(masked, sparse_layers="never"),
                     "exported+csr": export_pathway(masked, sparse_layers="auto", batch_size=batch),
+                    "dense-numpy": dense_exported.to_numpy(sparse_layers="never"),
                 }
+                models["numpy"] = models["exported"].to_numpy(sparse_layers="auto", batch_size=batch)
                 dense_flops = dense_action_flops(hidden, obs_dim, action_dim)
                 row["flops_ratio"] = export_pathway(masked, sparse_layers="always").flops() / dense_flops
                 row["flops_ratio_dense_layers"] = models["exported"].flops() / dense_flops
@@ -137,7 +156,10 @@ def main(argv: list[str] | None = None) -> None:
                 ]
                 seconds = time_variants(models, batch, args.repeats)
                 row[f"seconds_batch{batch}"] = seconds
+                row[f"numpy_csr_layers_batch{batch}"] = [layer.sparse for layer in models["numpy"].layers]
                 row[f"speedup_batch{batch}"] = {name: seconds["dense"] / value for name, value in seconds.items()}
+                row[f"speedup_vs_predict_batch{batch}"] = {name: seconds["predict"] / value for name, value in seconds.items()}
+                row[f"numpy_vs_dense_numpy_batch{batch}"] = seconds["dense-numpy"] / seconds["numpy"]
             results.append(row)
             speedups = "  ".join(
                 f"batch {batch}: " + " ".join(f"{name} {value:.2f}x" for name, value in row[f"speedup_batch{batch}"].items())
@@ -156,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
                 "sparsity": SPARSITY,
                 "train_steps": args.train_steps,
                 "repeats": args.repeats,
+                "threads": threads,
+                "machine": machine_description(),
                 "results": results,
             },
             indent=2,
