@@ -180,6 +180,8 @@ def test_balanced_scores_give_every_unit_the_same_total_and_keep_each_units_orde
     # a rescaling of rows and columns: balanced = r_i · score · c_j, so the ratio is an outer product
     ratio = (balanced / score).double()
     assert th.allclose(ratio, ratio[:, :1] * ratio[:1, :] / ratio[0, 0], rtol=1e-4)
+    # a single output (a critic's last layer) or a single input: nothing to balance against
+    assert th.equal(balanced_scores(score[:1]), score[:1]) and th.equal(balanced_scores(score[:, :1]), score[:, :1])
     conv_score = th.rand(4, 3, 2, 2, generator=generator)
     assert th.allclose(balanced_scores(conv_score).sum(dim=(1, 2, 3)), th.full((4,), 1 / 4), rtol=1e-4)
 

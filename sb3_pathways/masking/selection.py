@@ -272,13 +272,17 @@ def balanced_scores(score: th.Tensor, iterations: int = BALANCING_ITERATIONS) ->
     60% of the connections and most receive one); the top-k of balanced scores keeps, for every
     unit, the connections that are large *for that unit*, spread over the units as a random
     mask is. The result is ``r_i · score_ij · c_j``: a rescaling of the rows and of the input
-    columns, nothing else.
+    columns, nothing else. A layer with a single output unit or a single input unit keeps its
+    scores: there the unit factors cannot be told from the weights' own scores (balancing
+    would make every score equal).
 
     :param score: non-negative score tensor shaped like the layer's weight
     :param iterations: row and column normalisations
     :return: balanced scores, shaped like ``score``
     """
     units, inputs = output_units(score.shape), input_units(score.shape)
+    if units == 1 or inputs == 1:
+        return score.detach().clone()
     balanced = score.detach().reshape(units, inputs, -1).double().clamp(min=0)
     # a unit whose scores are all zero keeps them zero; a tiny floor keeps the divisions finite
     balanced = balanced + balanced.amax().clamp(min=1e-300) * 1e-12
