@@ -14,7 +14,7 @@ from sb3_pathways.deploy.flops import (
     register_training_passes,
     training_flops,
 )
-from sb3_pathways.deploy.numpy_runtime import NumpyPathway, numpy_pathway
+from sb3_pathways.deploy.numpy_runtime import NumpyPathway
 from sb3_pathways.deploy.onnx import export_onnx
 from sb3_pathways.deploy.sparse_layers import CSRLinear
 
@@ -35,7 +35,6 @@ __all__ = [
     "export_pathway",
     "forward_flops",
     "gradient_steps_per_update",
-    "numpy_pathway",
     "prune_action_network",
     "register_training_passes",
     "remove_dead_neurons",

@@ -10,18 +10,12 @@ what a latency-bound deployment (one observation at a time, on a CPU) wants.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 import scipy.sparse
 import torch as th
 from torch import nn
-
-from sb3_pathways.deploy.sparse_layers import SPARSE_LAYER_CHOICES, CSRLinear, SparseLayers, median_seconds
-
-if TYPE_CHECKING:
-    from sb3_pathways.deploy.export import ExportedPathway
 
 Activation = Callable[[np.ndarray], np.ndarray]
 
@@ -95,7 +89,8 @@ class NumpyPathway:
     The deterministic action of an :class:`~sb3_pathways.deploy.ExportedPathway`, computed
     with NumPy (and SciPy CSR products) instead of torch: ``pathway(observation)`` returns
     what ``model.predict(observation, deterministic=True)[0]`` returns, as a NumPy array.
-    Built by :meth:`ExportedPathway.to_numpy` (or :func:`numpy_pathway`); it pickles.
+    Built by :meth:`ExportedPathway.to_numpy <sb3_pathways.deploy.ExportedPathway.to_numpy>`;
+    it pickles.
 
     Observations from a ``Box`` space (images divided by 255 as SB3 does) or a ``Discrete``
     space (one-hot) go through SB3's flattening features extractor; other spaces and
@@ -185,51 +180,3 @@ class NumpyPathway:
     def stored_weights(self) -> int:
         """Weights stored over all layers."""
         return sum(layer.stored_weights() for layer in self.layers)
-
-
-def numpy_pathway(exported: ExportedPathway, sparse_layers: SparseLayers = "auto", batch_size: int = 1) -> NumpyPathway:
-    """
-    The :class:`NumpyPathway` of an exported pathway.
-
-    :param exported: the exported pathway (on the CPU)
-    :param sparse_layers: ``"auto"`` stores a layer as SciPy CSR only if that was measured at
-        least 10% faster than NumPy's dense product at ``batch_size``; ``"never"`` keeps every
-        layer dense; ``"always"`` makes every layer CSR
-    :param batch_size: the deployment batch size the ``"auto"`` choice is measured at
-    """
-    if sparse_layers not in SPARSE_LAYER_CHOICES:
-        raise ValueError(f"sparse_layers must be one of {SPARSE_LAYER_CHOICES}, got {sparse_layers!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if not isinstance(exported.observation_space, (gym.spaces.Box, gym.spaces.Discrete)) or not isinstance(
-        exported.features_extractor, nn.Flatten
-    ):
-        raise ValueError(
-            "to_numpy supports Box and Discrete observation spaces read by SB3's FlattenExtractor; got "
-            f"{type(exported.observation_space).__name__} with {type(exported.features_extractor).__name__}: "
-            "use the exported torch module for this policy"
-        )
-    if any(buffer.device.type != "cpu" for buffer in exported.buffers()):
-        raise ValueError("to_numpy needs the exported pathway on the CPU: export it with device='cpu'")
-    layers = []
-    generator = np.random.default_rng(0)
-    for layer in exported.layers:
-        assert isinstance(layer, (nn.Linear, CSRLinear))
-        weight = (layer.weight.to_dense() if isinstance(layer, CSRLinear) else layer.weight).detach().numpy()
-        bias = layer.bias.detach().numpy()
-        if sparse_layers == "auto":
-            inputs = generator.standard_normal((batch_size, weight.shape[1])).astype(np.float32)
-            dense, sparse = NumpyLayer(weight, bias, sparse=False), NumpyLayer(weight, bias, sparse=True)
-            layers.append(sparse if median_seconds(sparse, inputs) < 0.9 * median_seconds(dense, inputs) else dense)
-        else:
-            layers.append(NumpyLayer(weight, bias, sparse=sparse_layers == "always"))
-    return NumpyPathway(
-        layers=layers,
-        activations=[[numpy_activation(module) for module in sequence.children()] for sequence in exported.activations],
-        observation_space=exported.observation_space,
-        normalize_images=exported.normalize_images,
-        input_index=None if exported.input_index is None else exported.input_index.cpu().numpy(),
-        head=exported.head,
-        action_space=exported.action_space,
-        n_quantiles=exported.n_quantiles,
-    )

@@ -17,6 +17,15 @@ SparseLayers = Literal["auto", "never", "always"]
 SPARSE_LAYER_CHOICES: tuple[str, ...] = ("auto", "never", "always")
 
 
+def check_sparse_layers(sparse_layers: Any, batch_size: Any) -> None:
+    """Raise a clear ``ValueError`` for a ``sparse_layers`` choice or a ``batch_size`` that
+    does not exist."""
+    if sparse_layers not in SPARSE_LAYER_CHOICES:
+        raise ValueError(f"sparse_layers must be one of {SPARSE_LAYER_CHOICES}, got {sparse_layers!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
 class CSRLinear(nn.Module):
     """
     A linear layer whose weight is a CSR sparse matrix. It works on feature-major inputs
