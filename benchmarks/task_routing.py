@@ -1,0 +1,100 @@
+"""What one multi-task masked layer costs against a dense one, and what bounds it.
+
+A 400x400 ``MultiTaskMaskedLinear`` with 10 task pathways (5% random masks), batch 256 with
+random task ids, forward and backward (gradients of the input and of the trained weights), one
+thread, median of repeats in one run:
+
+- ``dense``: ``nn.Linear`` (what dense multi-task SAC runs);
+- ``warm-up``: the layer before merging (each task its own weight copy);
+- ``merged``: the layer after :meth:`merge_task_weights` (shared weight, each task through its
+  mask: ``W * M_t`` for every task, then one product per task);
+- ``chunks-only``: the per-task products alone, on weights masked beforehand and without the
+  weight gradient: a floor for any implementation that routes each task through its own mask
+  with one product per task.
+
+    python benchmarks/task_routing.py
+    python benchmarks/task_routing.py --width 1024 --batch 1280
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch as th
+from torch import nn
+from torch.nn import functional as F
+
+from sb3_pathways.masking.layers import MultiTaskMaskedLinear, TaskRouter, convert_to_masked
+
+
+def median_ms(step: Callable[[], None], calls: int, repeats: int) -> float:
+    step()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            step()
+        samples.append((time.perf_counter() - start) / calls * 1e3)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--width", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--tasks", type=int, default=10)
+    parser.add_argument("--density", type=float, default=0.05)
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    th.manual_seed(0)
+    inputs = th.randn(args.batch, args.width, requires_grad=True)
+    tasks = th.randint(0, args.tasks, (args.batch,))
+    router = TaskRouter(args.tasks)
+    router.set_tasks(tasks)
+
+    dense = nn.Linear(args.width, args.width)
+    layers = {}
+    for name in ("warm-up", "merged"):
+        module = nn.Linear(args.width, args.width)
+        (layer,) = convert_to_masked(module, n_pathways=args.tasks)
+        assert isinstance(layer, MultiTaskMaskedLinear)
+        layer.task_router = router
+        layer.set_mask(th.rand(args.tasks, args.width, args.width) < args.density)
+        if name == "merged":
+            layer.merge_task_weights()
+        layers[name] = layer
+    merged = layers["merged"]
+    with th.no_grad():
+        task_weights = (merged.weight * merged._task_masks).unbind(0)
+    gradient = th.randn(args.batch, args.width)
+
+    def run(layer: nn.Module) -> Callable[[], None]:
+        def step() -> None:
+            layer.zero_grad(set_to_none=True)
+            layer(inputs).backward(gradient)
+
+        return step
+
+    def chunks_only() -> None:
+        chunks = inputs[router.order].split(router.counts)
+        outputs = [
+            F.linear(chunk, weight, merged.bias) for weight, chunk, count in zip(task_weights, chunks, router.counts) if count
+        ]
+        th.cat(outputs)[router.inverse].backward(gradient)
+
+    steps = {"dense": run(dense), "warm-up": run(layers["warm-up"]), "merged": run(merged), "chunks-only": chunks_only}
+    times = {name: median_ms(step, args.calls, args.repeats) for name, step in steps.items()}
+    print(f"width {args.width}, batch {args.batch}, {args.tasks} tasks, density {args.density}, one thread")
+    print("| variant | forward + backward (ms) | cost over dense |")
+    print("| --- | --- | --- |")
+    for name, value in times.items():
+        print(f"| {name} | {value:.2f} | {value / times['dense']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
