@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,8 +60,12 @@ class RunSpec:
         arguments (what a user who follows the API gets)
     :param tag: names a variant (its runs are stored and summarised as ``method-tag``)
     :param dapd_kwargs: JSON object of DAPDCallback arguments added to the settings' own; an
-        ``"objective"`` is given as ``"module:function"``
-    :param sac_kwargs: JSON object of SAC arguments added to the settings' own (every method)
+        ``"objective"`` is given as ``"module:function"`` or as a name of
+        :data:`NAMED_OBJECTIVES` (``"actor-only"``: DAPD rescores the actor alone, the critic
+        keeps its initial mask; ``"critic-only"``: the reverse)
+    :param sac_kwargs: JSON object of SAC arguments added to the settings' own (every method);
+        its ``policy_kwargs`` are merged into the settings' ones and may set ``mask_init``
+        (a sparse method's initial mask: ``"random"`` for DAPD and SNIP, ``"erk"`` otherwise)
     :param device: torch device of the model (``"cuda"`` without CUDA falls back to the CPU
         with a warning)
     """
@@ -162,11 +166,32 @@ def machine_description() -> str:
     return f"{model}, {os.cpu_count()} CPUs"
 
 
+def networks_objective(networks: tuple[str, ...]) -> Callable[[Any, Any], dict[str, Any]]:
+    """The model's registered objective restricted to ``networks``: DAPD rescores those
+    networks only, the others keep their masks."""
+    from sb3_pathways.scoring.objectives import objective_for
+
+    def objective(model: Any, batch: Any) -> dict[str, Any]:
+        losses = objective_for(model)(model, batch)
+        return {name: losses[name] for name in networks}
+
+    return objective
+
+
+#: objectives that ``dapd_kwargs`` may name instead of ``"module:function"``
+NAMED_OBJECTIVES: dict[str, tuple[str, ...]] = {"actor-only": ("actor",), "critic-only": ("critic",)}
+
+
 def _resolve_objective(dapd_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """DAPDCallback arguments with an ``"objective"`` named ``"module:function"`` imported."""
+    """DAPDCallback arguments with an ``"objective"`` named ``"module:function"`` imported, or
+    one of :data:`NAMED_OBJECTIVES` built."""
     objective = dapd_kwargs.get("objective")
     if not isinstance(objective, str):
         return dapd_kwargs
+    if objective in NAMED_OBJECTIVES:
+        return {**dapd_kwargs, "objective": networks_objective(NAMED_OBJECTIVES[objective])}
+    if ":" not in objective:
+        raise ValueError(f"objective must be 'module:function' or one of {sorted(NAMED_OBJECTIVES)}, got {objective!r}")
     module, _, function = objective.partition(":")
     return {**dapd_kwargs, "objective": getattr(importlib.import_module(module), function)}
 
@@ -191,12 +216,15 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         sac_kwargs, dapd_kwargs = sac_settings(spec.env)
     else:
         sac_kwargs, dapd_kwargs = {"learning_starts": 1000, "policy_kwargs": {}}, {}
-    sac_kwargs.update(json.loads(spec.sac_kwargs))
+    overrides = json.loads(spec.sac_kwargs)
+    policy_overrides = overrides.pop("policy_kwargs", {})
+    sac_kwargs.update(overrides)
     dapd_kwargs.update(json.loads(spec.dapd_kwargs))
     sparse = spec.method != "dense"
     policy_kwargs = dict(sac_kwargs.pop("policy_kwargs"))
     if sparse:
         policy_kwargs.update(sparsity=0.95, mask_init="random" if spec.method in ("dapd", "snip") else "erk")
+    policy_kwargs.update(policy_overrides)
     updaters = {
         "dapd": lambda: DAPDCallback(**_resolve_objective(dapd_kwargs)),
         "snip": lambda: SNIPCallback(),
@@ -239,6 +267,7 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         "label": spec.label,
         "sac_settings": {key: value for key, value in sac_kwargs.items() if key != "policy_kwargs"},
         "dapd_settings": dapd_kwargs if spec.method == "dapd" else None,
+        "mask_init": policy_kwargs.get("mask_init"),
         "selection": {key: getattr(rule, key) for key in SELECTION_SETTINGS if hasattr(rule, key)} or None,
         "eval_steps": [step for step, _ in evaluations],
         "eval_returns": [value for _, value in evaluations],

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+import torch as th
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,30 @@ def test_an_objective_named_in_the_dapd_arguments_is_imported(learning) -> None:
     named = {"moving_average": 1, "objective": "sb3_pathways.sac:sac_reference_objective"}
     assert learning._resolve_objective(named) == {"moving_average": 1, "objective": sac_reference_objective}
     assert named["objective"] == "sb3_pathways.sac:sac_reference_objective"  # the record keeps the name
+
+
+def test_a_named_objective_rescores_one_network_and_the_other_keeps_its_initial_mask(learning) -> None:
+    from stable_baselines3 import SAC
+
+    from sb3_pathways import DAPDCallback, get_masks
+
+    with pytest.raises(ValueError, match=r"objective must be 'module:function' or one of \['actor-only', 'critic-only'\]"):
+        learning._resolve_objective({"objective": "actors"})
+    model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu", policy_kwargs=dict(mask_init="erk"))
+    initial = {name: mask.clone() for name, mask in get_masks(model).items()}
+    model.learn(400, callback=DAPDCallback(**learning._resolve_objective({"objective": "actor-only"})))
+    masks = get_masks(model)
+    assert all(th.equal(masks[name], initial[name]) for name in masks if name.startswith("critic."))
+    assert any(not th.equal(masks[name], initial[name]) for name in masks if name.startswith("actor."))
+
+
+def test_policy_kwargs_given_to_the_benchmark_set_the_initial_mask(learning, tmp_path: Path) -> None:
+    args = ["--envs", "Pendulum-v1", "--methods", "dapd", "--seeds", "0", "--steps", "200", "--eval-freq", "200"]
+    args += ["--eval-episodes", "1", "--workers", "1", "--results", str(tmp_path), "--settings", "sb3", "--tag", "erk"]
+    args += ["--sac-kwargs", '{"learning_starts": 100, "policy_kwargs": {"mask_init": "erk"}}']
+    learning.main(args)
+    record = json.loads((tmp_path / "Pendulum-v1" / "dapd-erk_seed0_200.json").read_text())
+    assert record["mask_init"] == "erk" and record["sac_settings"] == {"learning_starts": 100}
 
 
 def test_a_call_summarises_the_runs_of_earlier_calls_too(learning, tmp_path: Path) -> None:
