@@ -19,26 +19,14 @@ thread, median of repeats in one run:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch as th
+from inference import median_seconds_per_call
 from torch import nn
 from torch.nn import functional as F
 
 from sb3_pathways.masking.layers import MultiTaskMaskedLinear, TaskRouter, convert_to_masked
-
-
-def median_ms(step: Callable[[], None], calls: int, repeats: int) -> float:
-    step()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            step()
-        samples.append((time.perf_counter() - start) / calls * 1e3)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -88,7 +76,7 @@ def main() -> None:
         th.cat(outputs)[router.inverse].backward(gradient)
 
     steps = {"dense": run(dense), "warm-up": run(layers["warm-up"]), "merged": run(merged), "chunks-only": chunks_only}
-    times = {name: median_ms(step, args.calls, args.repeats) for name, step in steps.items()}
+    times = {name: 1e3 * median_seconds_per_call(step, args.calls, args.repeats) for name, step in steps.items()}
     print(f"width {args.width}, batch {args.batch}, {args.tasks} tasks, density {args.density}, one thread")
     print("| variant | forward + backward (ms) | cost over dense |")
     print("| --- | --- | --- |")

@@ -12,7 +12,7 @@ import pytest
 import torch as th
 from conftest import AlgoCase, FixedImageEnv, observations
 from sb3_contrib import RecurrentPPO
-from stable_baselines3 import PPO, SAC
+from stable_baselines3 import DQN, PPO, SAC
 from torch import nn
 
 from sb3_pathways import export_onnx, export_pathway
@@ -216,3 +216,13 @@ def test_numpy_activations_match_torch() -> None:
     for module in (nn.ReLU(), nn.Tanh(), nn.ELU(), nn.SiLU(), nn.LeakyReLU(0.1)):
         result = numpy_activation(module)(values.numpy().copy())
         assert np.abs(result - module(values).numpy()).max() <= 1e-6, type(module).__name__
+
+
+def test_numpy_pathway_one_hot_encodes_discrete_observations() -> None:
+    model = DQN("PathwayPolicy", "FrozenLake-v1", learning_starts=0, device="cpu", seed=0, policy_kwargs=dict(sparsity=0.8))
+    model.learn(50)
+    observations = np.arange(16)
+    expected, _ = model.predict(observations, deterministic=True)
+    on_numpy = export_pathway(model).to_numpy(sparse_layers="always")
+    assert np.array_equal(on_numpy(observations), expected)
+    assert on_numpy(np.int64(5)) == model.predict(np.int64(5), deterministic=True)[0]

@@ -170,7 +170,7 @@ def test_cover_inputs_of_a_convolution_keeps_every_input_channel() -> None:
     assert top_k_masks([score], 40, cover_inputs=True)[0][:, 2].any()
 
 
-def test_balanced_scores_give_every_unit_the_same_total_and_keep_each_units_order() -> None:
+def test_balanced_scores_give_every_unit_the_same_total_by_rescaling_rows_and_columns() -> None:
     generator = th.Generator().manual_seed(0)
     errors, activations = th.rand(6, 1, generator=generator) * 10, th.rand(1, 9, generator=generator)
     score = errors * activations * th.rand(6, 9, generator=generator)

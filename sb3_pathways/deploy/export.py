@@ -33,7 +33,7 @@ from torch import nn
 
 from sb3_pathways.deploy.chains import STOCK_LAYER_TYPES, pathway_index, prune_action_network
 from sb3_pathways.deploy.numpy_runtime import NumpyLayer, NumpyPathway, numpy_activation
-from sb3_pathways.deploy.sparse_layers import CSRLinear, SparseLayers, check_sparse_layers, deployed_layer, median_seconds
+from sb3_pathways.deploy.sparse_layers import CSRLinear, SparseLayers, check_sparse_layers, deployed_layer, sparse_if_faster
 from sb3_pathways.masking.layers import MASK_BUFFERS, MASK_PARAMETERS, MaskedWeightMixin
 from sb3_pathways.policies import pathway_policy
 
@@ -182,8 +182,7 @@ class ExportedPathway(nn.Module):
             if sparse_layers == "auto":
                 inputs = generator.standard_normal((batch_size, weight.shape[1])).astype(np.float32)
                 dense, sparse = NumpyLayer(weight, bias, sparse=False), NumpyLayer(weight, bias, sparse=True)
-                faster = median_seconds(sparse, inputs) < 0.9 * median_seconds(dense, inputs)
-                layers.append(sparse if faster else dense)
+                layers.append(sparse_if_faster(dense, sparse, inputs, inputs))
             else:
                 layers.append(NumpyLayer(weight, bias, sparse=sparse_layers == "always"))
         return NumpyPathway(

@@ -64,7 +64,6 @@ class NumpyLayer:
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, sparse: bool) -> None:
         self.sparse = sparse
-        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
         if sparse:
             self.weight_csr = scipy.sparse.csr_matrix(weight.astype(np.float32))
@@ -133,12 +132,14 @@ class NumpyPathway:
         if isinstance(action_space, gym.spaces.Box):
             self.action_low = np.asarray(action_space.low, dtype=np.float32).reshape(-1)
             self.action_high = np.asarray(action_space.high, dtype=np.float32).reshape(-1)
+            self.action_range = self.action_high - self.action_low
 
     def features(self, observation: np.ndarray) -> np.ndarray:
         """The batch of flat float32 features the first layer reads."""
         if isinstance(self.observation_space, gym.spaces.Discrete):
             indices = np.asarray(observation, dtype=np.int64).reshape(-1) - int(self.observation_space.start)
-            features = np.eye(int(self.observation_space.n), dtype=np.float32)[indices]
+            features = np.zeros((len(indices), int(self.observation_space.n)), dtype=np.float32)
+            features[np.arange(len(indices)), indices] = 1.0
         else:
             shape = self.observation_space.shape
             assert shape is not None
@@ -161,8 +162,8 @@ class NumpyPathway:
     def __call__(self, observation: np.ndarray) -> np.ndarray:
         """The deterministic action(s): one observation or a batch, as ``predict`` takes them."""
         observation = np.asarray(observation)
-        shape = self.observation_space.shape
-        single = observation.ndim == len(shape) if shape is not None else observation.ndim == 0
+        assert self.observation_space.shape is not None  # Box and Discrete spaces have one
+        single = observation.ndim == len(self.observation_space.shape)
         output = self.network_output(observation)
         if self.head == "argmax":
             actions = output.argmax(axis=1)
@@ -170,7 +171,7 @@ class NumpyPathway:
             actions = output.reshape(output.shape[0], self.n_quantiles, -1).mean(axis=1).argmax(axis=1)
         else:
             if self.head == "unscale":
-                output = self.action_low + np.float32(0.5) * (output + np.float32(1.0)) * (self.action_high - self.action_low)
+                output = self.action_low + np.float32(0.5) * (output + np.float32(1.0)) * self.action_range
             else:
                 output = np.clip(output, self.action_low, self.action_high)
             assert self.action_space.shape is not None

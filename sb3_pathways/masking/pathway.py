@@ -14,10 +14,10 @@ from sb3_pathways.masking.selection import (
     balanced_scores,
     check_covers_inputs,
     check_selection,
-    choose_within_layer,
     guaranteed_connections,
     keep_count,
     layer_budgets,
+    per_unit_top_k,
     proportional_budgets,
     top_k_masks,
 )
@@ -115,21 +115,22 @@ class NetworkPathway:
                     masks.update(zip(group, selected))
                     continue
                 counts = [int(mask.sum()) for mask in selected]
-            else:
-                if within_layer == "balanced":
-                    # with fixed layer shares only the order within each layer matters
-                    group_scores = [balanced_scores(score) for score in group_scores]
+            if within_layer == "balanced":
+                # once the layer shares are set, only the order within each layer matters
+                group_scores = [balanced_scores(score) for score in group_scores]
+            if allocation != "global":
                 floors = None
                 if cover_inputs:
                     guaranteed = [guaranteed_connections(score, cover_inputs=True) for score in group_scores]
                     check_covers_inputs(guaranteed, budget)
                     floors = [int(kept.sum()) for kept in guaranteed]
                 counts = layer_budgets([score.shape for score in group_scores], budget, allocation, floors)
-            rule = "top_k" if allocation != "global" and within_layer == "balanced" else within_layer
-            masks.update(
-                (name, choose_within_layer(score, count, rule, cover_inputs))
-                for name, score, count in zip(group, group_scores, counts)
+            choose = (
+                per_unit_top_k
+                if within_layer == "per_unit"
+                else lambda score, count: top_k_masks([score], count, cover_inputs)[0]
             )
+            masks.update((name, choose(score, count)) for name, score, count in zip(group, group_scores, counts))
         return masks
 
     def masks(self) -> dict[str, th.Tensor]:

@@ -290,23 +290,3 @@ def balanced_scores(score: th.Tensor, iterations: int = BALANCING_ITERATIONS) ->
         balanced = balanced / balanced.sum(dim=(1, 2), keepdim=True) / units
         balanced = balanced / balanced.sum(dim=(0, 2), keepdim=True) / inputs
     return balanced.to(score.dtype).view(score.shape)
-
-
-def choose_within_layer(score: th.Tensor, keep: int, within_layer: str, cover_inputs: bool = False) -> th.Tensor:
-    """
-    The ``keep`` active weights of one layer, given its share.
-
-    :param score: score tensor shaped like the layer's weight
-    :param keep: active weights in the layer
-    :param within_layer: ``"top_k"`` (the layer's highest scores), ``"per_unit"``
-        (:func:`per_unit_top_k`) or ``"balanced"`` (the highest of :func:`balanced_scores`)
-    :param cover_inputs: every input unit also keeps its highest-scoring output (not with
-        ``"per_unit"``)
-    :return: bool mask shaped like ``score``
-    """
-    check_selection("global", within_layer, cover_inputs)
-    if within_layer == "per_unit":
-        return per_unit_top_k(score, keep)
-    if within_layer == "balanced":
-        score = balanced_scores(score)
-    return top_k_masks([score], keep, cover_inputs)[0]
