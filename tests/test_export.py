@@ -211,6 +211,23 @@ def test_numpy_pathway_pickles_and_checks_its_arguments(sac_export: tuple[SAC, t
         exported.to_numpy(batch_size=0)
 
 
+@pytest.mark.parametrize("sparse_layers", ["never", "always"])
+def test_numpy_pathway_runs_large_batches_in_tiles(sac_export: tuple[SAC, th.Tensor], sparse_layers: str) -> None:
+    model, _ = sac_export
+    obs = observations(model, 23)
+    expected, _ = model.predict(obs, deterministic=True)
+    exported = export_pathway(model)
+    whole = exported.to_numpy(sparse_layers=sparse_layers, tile_size=64)  # type: ignore[arg-type]
+    tiled = exported.to_numpy(sparse_layers=sparse_layers, tile_size=5)  # type: ignore[arg-type]
+    assert (whole.tile_size, tiled.tile_size) == (64, 5)
+    # 4 full tiles and a last one of 3 samples, each sample's action where predict puts it
+    assert np.abs(tiled(obs) - expected).max() <= 1e-5
+    assert np.abs(tiled(obs) - whole(obs)).max() <= 1e-6
+    for tile_size in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"tile_size must be a positive int, got {tile_size!r}"):
+            exported.to_numpy(tile_size=tile_size)  # type: ignore[arg-type]
+
+
 def test_numpy_activations_match_torch() -> None:
     values = th.linspace(-3, 3, 25).reshape(5, 5)
     for module in (nn.ReLU(), nn.Tanh(), nn.ELU(), nn.SiLU(), nn.LeakyReLU(0.1)):

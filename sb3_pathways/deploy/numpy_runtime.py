@@ -5,6 +5,11 @@ bookkeeping, tensor wrappers: tens of microseconds per layer), more than the pat
 thousand multiply-adds take. :class:`NumpyPathway` runs the same layers as plain NumPy
 matrix-vector products, or SciPy CSR products where those were measured faster, which is
 what a latency-bound deployment (one observation at a time, on a CPU) wants.
+
+The network runs feature-major (one column per sample), the layout in which a CSR product
+reads each active weight once per tile of samples, and a large batch goes through the whole
+network one tile of ``tile_size`` samples at a time, so that a tile's activations stay in the
+CPU's cache from one layer to the next.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import torch as th
 from torch import nn
 
 Activation = Callable[[np.ndarray], np.ndarray]
+#: samples per tile: a tile of a 1024-wide layer's activations (512 KiB) stays in a CPU's L2 cache
+DEFAULT_TILE_SIZE = 128
 
 
 def _relu(values: np.ndarray) -> np.ndarray:
@@ -26,6 +33,12 @@ def _relu(values: np.ndarray) -> np.ndarray:
 
 def _tanh(values: np.ndarray) -> np.ndarray:
     return np.tanh(values, out=values)
+
+
+def check_tile_size(tile_size: object) -> None:
+    """Raise a clear ``ValueError`` for a ``tile_size`` that is not a positive int."""
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+        raise ValueError(f"tile_size must be a positive int, got {tile_size!r}")
 
 
 class TorchActivation:
@@ -54,8 +67,8 @@ def numpy_activation(module: nn.Module) -> Activation:
 
 class NumpyLayer:
     """
-    One linear layer on NumPy: ``Y = X Wᵀ + b`` for a batch-major ``X``, the weight dense or
-    a SciPy CSR matrix.
+    One linear layer on NumPy, feature-major: ``Y = W X + b`` for ``X`` shaped
+    ``(in_features, samples)``, the weight dense or a SciPy CSR matrix.
 
     :param weight: the layer's weight, shape ``(out_features, in_features)``
     :param bias: its bias, shape ``(out_features,)``
@@ -64,23 +77,21 @@ class NumpyLayer:
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, sparse: bool) -> None:
         self.sparse = sparse
-        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1, 1)
+        self.weight: np.ndarray | scipy.sparse.csr_matrix
         if sparse:
-            self.weight_csr = scipy.sparse.csr_matrix(weight.astype(np.float32))
+            self.weight = scipy.sparse.csr_matrix(weight.astype(np.float32))
         else:
-            # stored transposed and contiguous: X @ Wᵀ reads it row by row
-            self.weight_t = np.ascontiguousarray(weight.T, dtype=np.float32)
+            self.weight = np.ascontiguousarray(weight, dtype=np.float32)
 
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        if self.sparse:
-            return np.asarray((self.weight_csr @ inputs.T).T) + self.bias
-        outputs = inputs @ self.weight_t
+    def __call__(self, columns: np.ndarray) -> np.ndarray:
+        outputs = np.asarray(self.weight @ columns)
         outputs += self.bias
         return outputs
 
     def stored_weights(self) -> int:
         """Weights the layer stores (the CSR entries, or every entry of a dense weight)."""
-        return int(self.weight_csr.nnz) if self.sparse else int(self.weight_t.size)
+        return int(self.weight.nnz) if self.sparse else int(self.weight.size)
 
 
 class NumpyPathway:
@@ -103,6 +114,8 @@ class NumpyPathway:
     :param head: see :class:`sb3_pathways.policies.DeploymentSpec`
     :param action_space: the policy's action space
     :param n_quantiles: quantiles per action for the ``"quantile_argmax"`` head
+    :param tile_size: samples that go through the network together (a larger batch is cut
+        into tiles of this size)
     """
 
     def __init__(
@@ -115,7 +128,9 @@ class NumpyPathway:
         head: str,
         action_space: gym.Space,
         n_quantiles: int = 0,
+        tile_size: int = DEFAULT_TILE_SIZE,
     ) -> None:
+        check_tile_size(tile_size)
         self.layers = layers
         self.activations = activations
         self.observation_space = observation_space
@@ -129,21 +144,23 @@ class NumpyPathway:
         self.head = head
         self.action_space = action_space
         self.n_quantiles = n_quantiles
+        self.tile_size = tile_size
+        self.discrete_observations = isinstance(observation_space, gym.spaces.Discrete)
+        self.observation_size = int(np.prod(observation_space.shape or (1,)))
         if isinstance(action_space, gym.spaces.Box):
             self.action_low = np.asarray(action_space.low, dtype=np.float32).reshape(-1)
             self.action_high = np.asarray(action_space.high, dtype=np.float32).reshape(-1)
             self.action_range = self.action_high - self.action_low
 
     def features(self, observation: np.ndarray) -> np.ndarray:
-        """The batch of flat float32 features the first layer reads."""
-        if isinstance(self.observation_space, gym.spaces.Discrete):
+        """The batch of flat float32 features the first layer reads, one row per sample."""
+        if self.discrete_observations:
+            assert isinstance(self.observation_space, gym.spaces.Discrete)
             indices = np.asarray(observation, dtype=np.int64).reshape(-1) - int(self.observation_space.start)
             features = np.zeros((len(indices), int(self.observation_space.n)), dtype=np.float32)
             features[np.arange(len(indices)), indices] = 1.0
         else:
-            shape = self.observation_space.shape
-            assert shape is not None
-            features = np.asarray(observation, dtype=np.float32).reshape(-1, int(np.prod(shape)))
+            features = np.asarray(observation, dtype=np.float32).reshape(-1, self.observation_size)
             if self.scale_images:
                 features = features / np.float32(255.0)
         if self.input_index is not None:
@@ -151,8 +168,20 @@ class NumpyPathway:
         return features
 
     def network_output(self, observation: np.ndarray) -> np.ndarray:
-        """The action network's output before the head (see ``ExportedPathway.network_output``)."""
-        values = self.features(observation)
+        """The action network's output before the head (see ``ExportedPathway.network_output``),
+        one row per sample."""
+        features = self.features(observation)
+        if len(features) <= self.tile_size:
+            return self.columns_output(features.T).T
+        output = np.empty((len(features), self.layers[-1].bias.shape[0]), dtype=np.float32)
+        for start in range(0, len(features), self.tile_size):
+            tile = features[start : start + self.tile_size]
+            output[start : start + len(tile)] = self.columns_output(tile.T).T
+        return output
+
+    def columns_output(self, columns: np.ndarray) -> np.ndarray:
+        """The network's output for feature-major inputs (one column per sample)."""
+        values = np.ascontiguousarray(columns)
         for layer, activations in zip(self.layers, self.activations):
             values = layer(values)
             for activation in activations:
