@@ -91,7 +91,9 @@ class NumpyLayer:
 
     def stored_weights(self) -> int:
         """Weights the layer stores (the CSR entries, or every entry of a dense weight)."""
-        return int(self.weight.nnz) if self.sparse else int(self.weight.size)
+        if isinstance(self.weight, scipy.sparse.csr_matrix):
+            return int(self.weight.nnz)
+        return int(self.weight.size)
 
 
 class NumpyPathway:
