@@ -10,7 +10,8 @@ actions at batch 1 (latency) and batch 4096 (throughput):
 - ``exported``: :func:`sb3_pathways.export_pathway` with dense layers only;
 - ``exported+csr``: the same with ``sparse_layers="auto"`` (a layer is CSR where measured faster);
 - ``numpy``: the exported pathway on NumPy and SciPy (``ExportedPathway.to_numpy``, a layer is
-  SciPy CSR where measured faster), and ``dense-numpy`` the dense network on the same runtime;
+  SciPy CSR where measured faster, a large batch run in tiles of ``--tile-size`` samples), and
+  ``dense-numpy`` the dense network on the same runtime;
 - ``predict``: the stock dense model's public ``model.predict`` (NumPy in, NumPy out), the path
   an SB3 user calls.
 
@@ -44,6 +45,7 @@ from stable_baselines3 import SAC
 
 from sb3_pathways import DAPDCallback, export_pathway
 from sb3_pathways.deploy import prune_action_network
+from sb3_pathways.deploy.numpy_runtime import DEFAULT_TILE_SIZE
 
 ENV_ID = "HalfCheetah-v5"
 SPARSITY = 0.95
@@ -110,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: all of this machine's)")
+    parser.add_argument(
+        "--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="samples per tile of the NumPy runtime (to_numpy's tile_size)"
+    )
     parser.add_argument("--output", type=Path, default=None, help="default: results/inference[_threads<N>].json")
     args = parser.parse_args(argv)
     if args.threads > 0:
@@ -145,9 +150,9 @@ def main(argv: list[str] | None = None) -> None:
                     "masked": masked,
                     "exported": export_pathway(masked, sparse_layers="never"),
                     "exported+csr": export_pathway(masked, sparse_layers="auto", batch_size=batch),
-                    "dense-numpy": dense_exported.to_numpy(sparse_layers="never"),
+                    "dense-numpy": dense_exported.to_numpy(sparse_layers="never", tile_size=args.tile_size),
                 }
-                models["numpy"] = models["exported"].to_numpy(sparse_layers="auto", batch_size=batch)
+                models["numpy"] = models["exported"].to_numpy(sparse_layers="auto", batch_size=batch, tile_size=args.tile_size)
                 dense_flops = dense_action_flops(hidden, obs_dim, action_dim)
                 row["flops_ratio"] = export_pathway(masked, sparse_layers="always").flops() / dense_flops
                 row["flops_ratio_dense_layers"] = models["exported"].flops() / dense_flops
@@ -179,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
                 "train_steps": args.train_steps,
                 "repeats": args.repeats,
                 "threads": threads,
+                "tile_size": args.tile_size,
                 "machine": machine_description(),
                 "results": results,
             },
