@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -166,30 +166,20 @@ def machine_description() -> str:
     return f"{model}, {os.cpu_count()} CPUs"
 
 
-def networks_objective(networks: tuple[str, ...]) -> Callable[[Any, Any], dict[str, Any]]:
-    """The model's registered objective restricted to ``networks``: DAPD rescores those
-    networks only, the others keep their masks."""
-    from sb3_pathways.scoring.objectives import objective_for
-
-    def objective(model: Any, batch: Any) -> dict[str, Any]:
-        losses = objective_for(model)(model, batch)
-        return {name: losses[name] for name in networks}
-
-    return objective
-
-
-#: objectives that ``dapd_kwargs`` may name instead of ``"module:function"``
+#: objectives that ``dapd_kwargs`` may name instead of ``"module:function"``: the networks
+#: DAPD rescores (``DAPDCallback(networks=...)``), the others keeping their initial mask
 NAMED_OBJECTIVES: dict[str, tuple[str, ...]] = {"actor-only": ("actor",), "critic-only": ("critic",)}
 
 
 def _resolve_objective(dapd_kwargs: dict[str, Any]) -> dict[str, Any]:
     """DAPDCallback arguments with an ``"objective"`` named ``"module:function"`` imported, or
-    one of :data:`NAMED_OBJECTIVES` built."""
+    one of :data:`NAMED_OBJECTIVES` turned into the ``networks`` it rescores."""
     objective = dapd_kwargs.get("objective")
     if not isinstance(objective, str):
         return dapd_kwargs
     if objective in NAMED_OBJECTIVES:
-        return {**dapd_kwargs, "objective": networks_objective(NAMED_OBJECTIVES[objective])}
+        rest = {key: value for key, value in dapd_kwargs.items() if key != "objective"}
+        return {**rest, "networks": NAMED_OBJECTIVES[objective]}
     if ":" not in objective:
         raise ValueError(f"objective must be 'module:function' or one of {sorted(NAMED_OBJECTIVES)}, got {objective!r}")
     module, _, function = objective.partition(":")

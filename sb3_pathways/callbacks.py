@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -427,6 +427,9 @@ class DAPDCallback(PathwayUpdateCallback):
     :param objective: ``(model, batch) -> {network name: loss}`` to score instead of the
         algorithm's registered loss, e.g.
         :func:`~sb3_pathways.sac.sac_reference_objective` (the reference's)
+    :param networks: the networks DAPD rescores, names of ``policy.pathways()`` (e.g.
+        ``("actor",)``: the critics keep their initial ``mask_init`` mask, see the DAPD guide);
+        ``None`` (default): every network
     :param callback_kwargs: when to rescore and freeze, passed to
         :class:`PathwayUpdateCallback`: ``update_freq`` (``"episode"`` by default, as the
         reference), ``window``, ``window_samples``, ``discover_from``, ``freeze_threshold``
@@ -445,6 +448,7 @@ class DAPDCallback(PathwayUpdateCallback):
         within_layer: str = "top_k",
         objective: Objective | None = None,
         cover_inputs: bool = False,
+        networks: Sequence[str] | None = None,
         **callback_kwargs: Any,
     ) -> None:
         for replaced in ("updater", "schedule", "end_fraction"):
@@ -453,7 +457,9 @@ class DAPDCallback(PathwayUpdateCallback):
                     f"DAPDCallback takes no {replaced!r}: the rule is DAPD and its end is max_warmup_fraction "
                     "(or max_warmup_steps); use PathwayUpdateCallback(DAPDUpdater(...), ...) for another schedule"
                 )
-        updater = DAPDUpdater(moving_average, score_at, chunk_size, allocation, objective, within_layer, cover_inputs)
+        updater = DAPDUpdater(
+            moving_average, score_at, chunk_size, allocation, objective, within_layer, cover_inputs, networks
+        )
         super().__init__(
             updater, end_fraction=optional_fraction(max_warmup_fraction, "max_warmup_fraction"), **callback_kwargs
         )

@@ -387,6 +387,26 @@ def _plain_on_policy() -> PlainOnPolicy:
     )
 
 
+def test_dapd_rescores_only_the_networks_named_and_the_others_keep_their_initial_mask() -> None:
+    model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu", policy_kwargs=dict(mask_init="erk"))
+    initial = {name: mask.clone() for name, mask in sb3_pathways.get_masks(model).items()}
+    callback = DAPDCallback(networks=["actor"], max_warmup_fraction=None)
+    model.learn(500, callback=callback)
+    masks = sb3_pathways.get_masks(model)
+    assert callback.state.n_updates >= 2
+    critic = [name for name in masks if name.startswith("critic.")]
+    actor = [name for name in masks if name.startswith("actor.")]
+    assert critic and actor
+    assert all(th.equal(masks[name], initial[name]) for name in critic)
+    assert any(not th.equal(masks[name], initial[name]) for name in actor)
+    for networks in ("actor", [], [1]):
+        with pytest.raises(ValueError, match="networks must be a non-empty sequence of network names or None"):
+            DAPDCallback(networks=networks)  # type: ignore[arg-type]
+    wrong = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"networks must name networks of the policy, \['actor', 'critic'\]; got \['actors'\]"):
+        wrong.learn(200, callback=DAPDCallback(networks=["actors"]))
+
+
 def test_register_objective_adds_an_algorithm() -> None:
     def value_objective(model, batch):
         values, _, _ = model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())

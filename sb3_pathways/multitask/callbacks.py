@@ -49,12 +49,13 @@ class MultiTaskDAPDUpdater(DAPDUpdater):
             for name, network in context.pathways.items()
         }
         changed: set[str] = set()
+        objective = self.scored_objective(context)
         for task in range(policy.n_tasks):
             index = (tasks == task).nonzero().squeeze(1)
             if task in context.state.task_frozen_steps or index.numel() == 0:
                 continue
             batch = select_transitions(context.batch, index)
-            scores = connection_sensitivity(context.model, batch, self.score_at, self.chunk_size)
+            scores = connection_sensitivity(context.model, batch, self.score_at, self.chunk_size, objective)
             for name, layer_scores in scores.items():
                 network = context.pathways[name]
                 task_scores = {
@@ -104,6 +105,8 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
     :param within_layer: how a layer's share is chosen (see :class:`~sb3_pathways.DAPDCallback`)
     :param cover_inputs: every input unit of every layer keeps a connection in each task's
         pathway (see :class:`~sb3_pathways.DAPDCallback`)
+    :param networks: the networks rescored (see :class:`~sb3_pathways.DAPDCallback`;
+        ``None``: every network)
     :param verbose: 1 prints updates and freezes
     """
 
@@ -123,13 +126,20 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         allocation: str = "global",
         within_layer: str = "top_k",
         cover_inputs: bool = False,
+        networks: Sequence[str] | None = None,
         verbose: int = 0,
     ) -> None:
         if freeze_metric not in TASK_FREEZE_METRICS:
             raise ValueError(f"freeze_metric must be one of {TASK_FREEZE_METRICS}, got {freeze_metric!r}")
         thresholds = None if freeze_threshold is None else np.atleast_1d(np.asarray(freeze_threshold, dtype=float))
         updater = MultiTaskDAPDUpdater(
-            moving_average, score_at, chunk_size, allocation, within_layer=within_layer, cover_inputs=cover_inputs
+            moving_average,
+            score_at,
+            chunk_size,
+            allocation,
+            within_layer=within_layer,
+            cover_inputs=cover_inputs,
+            networks=networks,
         )
         super().__init__(
             updater,

@@ -3,13 +3,14 @@ top-k)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import check_selection
-from sb3_pathways.scoring.objectives import Objective
+from sb3_pathways.scoring.objectives import Objective, objective_for
 from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
 from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
 from sb3_pathways.validation import positive_int
@@ -65,6 +66,8 @@ class DAPDUpdater(MaskUpdater):
         (the highest scores balanced over the layer's units)
     :param cover_inputs: every input unit of every layer (each observation feature, each
         hidden unit) also keeps its highest-scoring output; not with ``within_layer="per_unit"``
+    :param networks: the networks rescored (names of ``policy.pathways()``, e.g.
+        ``("actor",)``); the others keep their initial mask (``mask_init``). ``None``: all
     """
 
     def __init__(
@@ -76,7 +79,12 @@ class DAPDUpdater(MaskUpdater):
         objective: Objective | None = None,
         within_layer: str = "top_k",
         cover_inputs: bool = False,
+        networks: Sequence[str] | None = None,
     ) -> None:
+        if networks is not None and (
+            isinstance(networks, str) or not networks or not all(isinstance(name, str) for name in networks)
+        ):
+            raise ValueError(f"networks must be a non-empty sequence of network names or None, got {networks!r}")
         if score_at not in SCORE_AT:
             raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
         check_selection(allocation, within_layer, cover_inputs)
@@ -89,6 +97,7 @@ class DAPDUpdater(MaskUpdater):
         self.within_layer = within_layer
         self.cover_inputs = cover_inputs
         self.objective = objective
+        self.networks = None if networks is None else tuple(networks)
         #: history key (a network, or a network's task) -> the last ``moving_average``
         #: normalised score vectors (CPU), oldest first
         self.score_history: dict[str, list[th.Tensor]] = {}
@@ -113,8 +122,24 @@ class DAPDUpdater(MaskUpdater):
             key: [vector.cpu() for vector in history[-self.moving_average :]] for key, history in saved.items()
         }
 
+    def scored_objective(self, context: UpdateContext) -> Objective | None:
+        """The objective scored: ``objective`` (or the algorithm's), restricted to ``networks``."""
+        if self.networks is None:
+            return self.objective
+        unknown = sorted(set(self.networks) - set(context.pathways))
+        if unknown:
+            raise ValueError(f"networks must name networks of the policy, {sorted(context.pathways)}; got {unknown}")
+        objective, networks = self.objective or objective_for(context.model), self.networks
+
+        def scored(model: Any, batch: Any) -> dict[str, th.Tensor]:
+            losses = objective(model, batch)
+            return {name: losses[name] for name in networks if name in losses}
+
+        return scored
+
     def update_masks(self, context: UpdateContext) -> Masks:
-        scores = connection_sensitivity(context.model, context.batch, self.score_at, self.chunk_size, self.objective)
+        objective = self.scored_objective(context)
+        scores = connection_sensitivity(context.model, context.batch, self.score_at, self.chunk_size, objective)
         masks: Masks = {}
         for name, layer_scores in scores.items():
             selected = self.select(name, context.pathways[name], layer_scores)
