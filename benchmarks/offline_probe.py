@@ -11,9 +11,11 @@ absolute error of ``predict`` against the dataset's actions on 2,000 fixed trans
   ``sqrt(fan_in / active inputs)`` (a signal-preserving sparse initialisation);
 - ``erk``: the same as ``pathway`` with ERK layer shares (``allocation="erk"``);
 - ``balanced``: ``SingleShotPathways(within_layer="balanced")`` (the top-k of scores balanced
-  over each layer's units).
+  over each layer's units);
+- ``actor-only``: the ``pathway`` single shot on the actor alone, the critic and value
+  networks a static ERK mask per task (``networks=("actor",)``, ``mask_init="erk"``).
 
-    python benchmarks/offline_probe.py mt pathway rescale erk balanced --steps 2000
+    python benchmarks/offline_probe.py mt pathway rescale erk balanced actor-only --steps 2000
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.multitask import make_mt10_env
 from sb3_pathways.offline import IQL, SingleShotPathways, load_minari
 
-ARMS = ("mt", "pathway", "rescale", "erk", "balanced")
+ARMS = ("mt", "pathway", "rescale", "erk", "balanced", "actor-only")
 DATASET = "sb3_pathways/mt10/expert-10ep-v0"
 
 
@@ -71,14 +73,16 @@ def probe(arm: str, steps: int, seed: int) -> dict[str, Any]:
         model = IQL("MlpPolicy", env, dataset=dataset, seed=seed, device="cpu")
         callback = None
     else:
-        model = IQL(
-            "PathwayPolicy", env, dataset=dataset, seed=seed, device="cpu", policy_kwargs=dict(n_tasks=10, sparsity=0.95)
-        )
-        selection = (
+        mask_init = "erk" if arm == "actor-only" else "random"
+        policy_kwargs = dict(n_tasks=10, sparsity=0.95, mask_init=mask_init)
+        model = IQL("PathwayPolicy", env, dataset=dataset, seed=seed, device="cpu", policy_kwargs=policy_kwargs)
+        selection: dict[str, Any] = (
             {"within_layer": "balanced"}
             if arm == "balanced"
             else {"cover_inputs": True, "allocation": "erk" if arm == "erk" else "global"}
         )
+        if arm == "actor-only":
+            selection["networks"] = ("actor",)
         callback = SingleShotPathways(**selection)
     rows = np.random.default_rng(seed).choice(len(dataset), 2_000, replace=False)
     model.learn(1, callback=callback)

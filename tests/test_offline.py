@@ -286,6 +286,19 @@ def test_multi_task_single_shot_scores_each_task_on_its_own_data_and_starts_merg
     assert all(th.equal(masks[name], mask) for name, mask in sb3_pathways.get_masks(model).items())
 
 
+def test_multi_task_single_shot_on_the_actor_alone_keeps_the_other_initial_masks() -> None:
+    env, data = two_task_dataset()
+    policy_kwargs = dict(n_tasks=2, sparsity=0.7, net_arch=[16, 16], mask_init="erk")
+    model = IQL("PathwayPolicy", env, dataset=data, batch_size=32, seed=0, device="cpu", policy_kwargs=policy_kwargs)
+    initial = {name: mask.clone() for name, mask in sb3_pathways.get_masks(model).items()}
+    model.learn(20, callback=SingleShotPathways(n_samples=None, networks=["actor"]))
+    masks = sb3_pathways.get_masks(model)
+    assert all(th.equal(masks[name], initial[name]) for name in masks if not name.startswith("actor."))
+    assert all(not th.equal(masks[name], initial[name]) for name in masks if name.startswith("actor."))
+    merged = [layer for layer in model.policy.modules() if hasattr(layer, "merged")]
+    assert merged and all(bool(layer.merged) for layer in merged)
+
+
 @pytest.mark.parametrize("algo", [IQL, BCQ])
 def test_multi_head_policy_routes_every_sample_through_its_task_head(algo: type, tmp_path) -> None:
     from sb3_pathways.offline.multi_head import TaskHeads

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ class SingleShotPathways(PathwayUpdateCallback):
         :class:`~sb3_pathways.updaters.DAPDUpdater`)
     :param cover_inputs: every input unit of every layer keeps a connection, so no
         observation feature is cut off (see :class:`~sb3_pathways.updaters.DAPDUpdater`)
+    :param networks: the networks scored (e.g. ``("actor",)``); the others keep their initial
+        ``mask_init`` mask (one per task). ``None``: every network
     :param verbose: 1 prints the discovery
     """
 
@@ -48,6 +51,7 @@ class SingleShotPathways(PathwayUpdateCallback):
         allocation: str = "global",
         within_layer: str = "top_k",
         cover_inputs: bool = False,
+        networks: Sequence[str] | None = None,
         verbose: int = 0,
     ) -> None:
         self.n_samples = None if n_samples is None else positive_int(n_samples, "n_samples")
@@ -58,6 +62,7 @@ class SingleShotPathways(PathwayUpdateCallback):
             allocation=allocation,
             within_layer=within_layer,
             cover_inputs=cover_inputs,
+            networks=networks,
         )
         super().__init__(DAPDUpdater(**self._rule_arguments), max_warmup_steps=1, verbose=verbose)  # type: ignore[arg-type]
 
