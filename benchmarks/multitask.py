@@ -16,6 +16,7 @@ redone.
         --max-warmup-steps 150000 --eval-episodes 10 --fused-adam       # the paper's network, CPU budget
     python benchmarks/multitask.py ... --balanced        # every task the same share of each batch
     python benchmarks/multitask.py ... --max-warmup-fraction 0.1   # freeze after a tenth of the budget
+    python benchmarks/multitask.py ... --no-merge       # DAPD keeps the task copies apart after the freeze
 
 ``--speed`` times ``model.train`` of dense multi-task SAC and of the pathway policy during
 warm-up (ten weight copies) and after merging, on one shared replay buffer, alternating within
@@ -101,12 +102,13 @@ def network_suffix(args: argparse.Namespace) -> str:
 
 
 def run_file_name(method: str, seed: int, args: argparse.Namespace) -> str:
-    """``<method>_seed<seed>_<steps><network suffix>[_balanced][_warmup<fraction>].json``. Fused
+    """``<method>_seed<seed>_<steps><network suffix>[_balanced][_warmup<fraction>][_nomerge].json``. Fused
     Adam computes the same update, so it is recorded in the run (``fused_adam``) but does not
     name a run of its own."""
     balanced = "_balanced" if args.balanced else ""
     warmup = "" if args.max_warmup_fraction is None else f"_warmup{args.max_warmup_fraction:g}"
-    return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}{balanced}{warmup}.json"
+    no_merge = "_nomerge" if args.no_merge and method == "dapd" else ""
+    return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}{balanced}{warmup}{no_merge}.json"
 
 
 def speed_file_name(args: argparse.Namespace) -> str:
@@ -134,6 +136,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
                 freeze_threshold=0.9,
                 max_warmup_steps=args.max_warmup_steps,
                 max_warmup_fraction=args.max_warmup_fraction,
+                merge=not args.no_merge,
             )
         )
     model = SAC(
@@ -171,6 +174,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "max_warmup_fraction": args.max_warmup_fraction,
         "fused_adam": args.fused_adam,
         "task_balanced_batches": args.balanced,
+        "merge": not args.no_merge,
         "training_episodes": training_success.episodes,
         "versions": package_versions("metaworld"),
     }
@@ -226,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-warmup-steps", type=int, default=None, help="freeze every task by this step")
     parser.add_argument(
         "--max-warmup-fraction", type=float, default=None, help="freeze every task after this share of the steps (DAPD)"
+    )
+    parser.add_argument(
+        "--no-merge", action="store_true", help="DAPD keeps each task's weight copy after the freeze (no merge)"
     )
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument(

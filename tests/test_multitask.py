@@ -241,6 +241,22 @@ def test_warm_up_end_freezes_every_task_and_merges() -> None:
     assert overlap.shape == (2, 2) and overlap[0, 0] == 1.0 and 0.0 < overlap[0, 1] < 1.0
 
 
+def test_without_merge_the_task_copies_stay_apart_after_the_freeze() -> None:
+    model = two_task_sac()
+    model.learn(160, callback=MultiTaskDAPDCallback(max_warmup_steps=100, moving_average=2, merge=False))
+    assert model.pathway_discovery.frozen
+    layers = [module for module in model.policy.modules() if isinstance(module, MultiTaskMaskedLinear)]
+    assert layers and all(layer.independent for layer in layers)
+    masks = get_masks(model)
+    before = {id(layer): layer.task_weight.detach().clone() for layer in layers}
+    model.learn(40, reset_num_timesteps=False)
+    assert all(th.equal(mask, get_masks(model)[name]) for name, mask in masks.items())
+    actor_layer = model.policy.actor.latent_pi[0]
+    assert not th.equal(actor_layer.task_weight.detach(), before[id(actor_layer)])  # the copies still train
+    with pytest.raises(ValueError, match="merge must be True or False, got 'no'"):
+        MultiTaskDAPDCallback(merge="no")  # type: ignore[arg-type]
+
+
 def test_budget_fraction_freezes_every_task_and_selection_options_reach_each_task() -> None:
     model = two_task_sac()
     callback = MultiTaskDAPDCallback(max_warmup_fraction=0.5, moving_average=2, cover_inputs=True, allocation="erk")

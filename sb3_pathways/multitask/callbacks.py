@@ -107,6 +107,9 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         pathway (see :class:`~sb3_pathways.DAPDCallback`)
     :param networks: the networks rescored (see :class:`~sb3_pathways.DAPDCallback`;
         ``None``: every network)
+    :param merge: merge the task copies into the shared network once every task is frozen
+        (the paper's freeze and merge); ``False`` keeps each task's copy for the rest of
+        training (no weight is shared between tasks)
     :param verbose: 1 prints updates and freezes
     """
 
@@ -127,8 +130,11 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         within_layer: str = "top_k",
         cover_inputs: bool = False,
         networks: Sequence[str] | None = None,
+        merge: bool = True,
         verbose: int = 0,
     ) -> None:
+        if not isinstance(merge, bool):
+            raise ValueError(f"merge must be True or False, got {merge!r}")
         if freeze_metric not in TASK_FREEZE_METRICS:
             raise ValueError(f"freeze_metric must be one of {TASK_FREEZE_METRICS}, got {freeze_metric!r}")
         thresholds = None if freeze_threshold is None else np.atleast_1d(np.asarray(freeze_threshold, dtype=float))
@@ -151,6 +157,7 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
             end_fraction=optional_fraction(max_warmup_fraction, "max_warmup_fraction"),
             verbose=verbose,
         )
+        self.merge = merge
         self.task_thresholds = thresholds
         self.task_freeze_metric = freeze_metric
         self.task_names = list(task_names) if task_names is not None else None
@@ -246,10 +253,11 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
                     assert self.task_names is not None
                     print(f"{type(self).__name__}: task {self.task_names[task]} frozen at step {self.num_timesteps}")
         if len(state.task_frozen_steps) == self.n_tasks:
-            for network in pathway_policy(self.model, type(self).__name__).pathways().values():
-                merge_task_weights(network)
+            if self.merge:
+                for network in pathway_policy(self.model, type(self).__name__).pathways().values():
+                    merge_task_weights(network)
             state.threshold_step = max(state.task_frozen_steps.values())
-            self._freeze("every task frozen; task weights merged")
+            self._freeze("every task frozen; task weights " + ("merged" if self.merge else "kept apart"))
 
     def _record(self) -> None:
         super()._record()
