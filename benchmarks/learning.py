@@ -1,6 +1,9 @@
 """Learning benchmark: dense SAC against pathway methods at 95% sparsity, in one harness.
 
-Methods: ``dense`` (MlpPolicy), ``dapd`` (DAPDCallback), ``static`` (ERK mask, never
+Methods: ``dense`` (MlpPolicy), ``dapd`` (DAPDCallback rescoring every network from a uniform
+random mask, the paper's setting, as every ``dapd`` record here was made; ``--tag actor-only
+--dapd-kwargs '{"objective": "actor-only"}' --sac-kwargs '{"policy_kwargs": {"mask_init":
+"erk"}}'`` runs what ``DAPDCallback()`` does for SAC by default), ``static`` (ERK mask, never
 changes), ``snip`` (one-shot SNIP on the first data), ``set`` and ``rigl`` (topology
 evolution, Graesser et al. 2022 settings, ERK start), ``gmp`` (gradual magnitude pruning
 from dense, Zhu & Gupta 2017, pruning from 20% to 80% of training as Graesser et al.). SAC
@@ -216,7 +219,8 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         policy_kwargs.update(sparsity=0.95, mask_init="random" if spec.method in ("dapd", "snip") else "erk")
     policy_kwargs.update(policy_overrides)
     updaters = {
-        "dapd": lambda: DAPDCallback(**_resolve_objective(dapd_kwargs)),
+        # every network unless named: the setting of every ``dapd`` record, whatever the package default
+        "dapd": lambda: DAPDCallback(**{"networks": "all", **_resolve_objective(dapd_kwargs)}),
         "snip": lambda: SNIPCallback(),
         "set": lambda: SETCallback(),
         "rigl": lambda: RigLCallback(),

@@ -427,9 +427,11 @@ class DAPDCallback(PathwayUpdateCallback):
     :param objective: ``(model, batch) -> {network name: loss}`` to score instead of the
         algorithm's registered loss, e.g.
         :func:`~sb3_pathways.sac.sac_reference_objective` (the reference's)
-    :param networks: the networks DAPD rescores, names of ``policy.pathways()`` (e.g.
-        ``("actor",)``: the critics keep their initial ``mask_init`` mask, see the DAPD guide);
-        ``None`` (default): every network
+    :param networks: the networks DAPD rescores; the others keep their initial ``mask_init``
+        mask (ERK by default). ``"default"``: the algorithm's choice (SAC: the actor alone, its
+        critic a static mask, as measured best in the DAPD guide; every network for the other
+        algorithms); ``"all"``: every network, as the reference; or names of
+        ``policy.pathways()``, e.g. ``("actor",)``
     :param callback_kwargs: when to rescore and freeze, passed to
         :class:`PathwayUpdateCallback`: ``update_freq`` (``"episode"`` by default, as the
         reference), ``window``, ``window_samples``, ``discover_from``, ``freeze_threshold``
@@ -448,7 +450,7 @@ class DAPDCallback(PathwayUpdateCallback):
         within_layer: str = "top_k",
         objective: Objective | None = None,
         cover_inputs: bool = False,
-        networks: Sequence[str] | None = None,
+        networks: str | Sequence[str] = "default",
         **callback_kwargs: Any,
     ) -> None:
         for replaced in ("updater", "schedule", "end_fraction"):

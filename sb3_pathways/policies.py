@@ -110,8 +110,10 @@ class PathwayPolicyMixin(BasePolicy):
     :param sparsity: share of each network's weights that is inactive, a float in [0, 1) for
         every network or a dict network name -> sparsity (networks not named get
         ``DEFAULT_SPARSITY``)
-    :param mask_init: initial mask before any discovery: ``"random"`` (the same share of every
-        layer, random positions) or ``"erk"`` (Erdős–Rényi-kernel layer shares)
+    :param mask_init: initial mask before any discovery, random positions with the layer
+        shares of ``"erk"`` (default: Erdős–Rényi-kernel shares, small layers keep more) or
+        ``"random"`` (the same share of every layer). A network that no rule rescores keeps
+        it for the whole run (SAC's critic under ``DAPDCallback()``)
     :param n_tasks: pathways per network, one per task; each sample runs through its task's
         pathway (``1``: the single-task policy)
     :param task_id_fn: observation (as the features extractor receives it) -> task id per
@@ -132,7 +134,7 @@ class PathwayPolicyMixin(BasePolicy):
         self,
         *args: Any,
         sparsity: SparsitySpec = DEFAULT_SPARSITY,
-        mask_init: str = "random",
+        mask_init: str = "erk",
         n_tasks: int = 1,
         task_id_fn: TaskIdFunction | None = None,
         **kwargs: Any,

@@ -74,6 +74,9 @@ class AlgorithmSpec:
         ``train/n_updates`` (PPO counts epochs)
     :param saved_by: the ``data`` of a model zip -> whether this algorithm saved it; tells apart
         algorithms that share policy classes (PPO / A2C / TRPO, TD3 / DDPG)
+    :param dapd_networks: the networks that DAPD rescores by default (``networks="default"``),
+        names of ``policy.pathways()``; the others keep their initial ``mask_init`` mask.
+        ``None``: every network
     """
 
     algorithm: type[BaseAlgorithm]
@@ -83,6 +86,7 @@ class AlgorithmSpec:
     batch_size: Callable[[BaseAlgorithm], int] = minibatch_size
     gradient_steps_per_update: Callable[[BaseAlgorithm], int] = one_gradient_step
     saved_by: Callable[[Mapping[str, Any]], bool] = saved_by_any
+    dapd_networks: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:

@@ -143,7 +143,7 @@ def test_moving_average_is_the_mean_of_the_last_k_normalised_scores() -> None:
 
 def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
     model = _small_sac(net_arch=[32, 32], sparsity=0.9)
-    model.learn(700, callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3))
+    model.learn(700, callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3, networks="all"))
     state = model.pathway_discovery
     assert state.n_updates >= 4
     for name, network in model.policy.pathways().items():
@@ -157,7 +157,7 @@ def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
 
 def test_cover_inputs_keeps_every_input_unit_on_the_rescored_pathway() -> None:
     model = _small_sac(net_arch=[32, 32], sparsity=0.8)
-    callback = DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=2, cover_inputs=True)
+    callback = DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=2, cover_inputs=True, networks="all")
     model.learn(500, callback=callback)
     assert model.pathway_discovery.n_updates >= 3 and callback.updater.cover_inputs
     for name, network in model.policy.pathways().items():
@@ -400,12 +400,35 @@ def test_dapd_rescores_only_the_networks_named_and_the_others_keep_their_initial
     assert all(th.equal(masks[name], initial[name]) for name in critic)
     assert any(not th.equal(masks[name], initial[name]) for name in actor)
     for networks in ("actor", [], [1]):
-        with pytest.raises(ValueError, match="networks must be a non-empty sequence of network names or None"):
+        with pytest.raises(ValueError, match=r"networks must be one of \('default', 'all'\) or a sequence of network names"):
             DAPDCallback(networks=networks)  # type: ignore[arg-type]
     wrong = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu")
     expected = r"networks must name networks of the policy, \[.actor., .critic.\]; got \[.actors.\]"
     with pytest.raises(ValueError, match=expected):
         wrong.learn(200, callback=DAPDCallback(networks=["actors"]))
+
+
+@pytest.mark.parametrize("networks", ["default", "all"])
+def test_dapd_rescores_the_algorithms_default_networks(networks: str) -> None:
+    model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu")
+    assert model.policy.mask_init == "erk"  # the mask a network keeps when DAPD does not rescore it
+    initial = {name: mask.clone() for name, mask in sb3_pathways.get_masks(model).items()}
+    model.learn(300, callback=DAPDCallback(networks=networks, max_warmup_fraction=None))
+    masks = sb3_pathways.get_masks(model)
+    critic_changed = [not th.equal(masks[name], initial[name]) for name in masks if name.startswith("critic.")]
+    assert any(not th.equal(masks[name], initial[name]) for name in masks if name.startswith("actor."))
+    # SAC's spec rescores the actor alone by default (measured in the DAPD guide); "all" is the reference's
+    assert any(critic_changed) == (networks == "all")
+    assert algorithm_spec(SAC).dapd_networks == ("actor",)  # type: ignore[union-attr]
+
+
+def test_dapd_rescores_every_network_of_an_algorithm_without_a_default() -> None:
+    model = DQN("PathwayPolicy", "CartPole-v1", learning_starts=100, seed=0, device="cpu")
+    assert algorithm_spec(DQN).dapd_networks is None  # type: ignore[union-attr]
+    initial = {name: mask.clone() for name, mask in sb3_pathways.get_masks(model).items()}
+    model.learn(300, callback=DAPDCallback(max_warmup_fraction=None))
+    masks = sb3_pathways.get_masks(model)
+    assert any(not th.equal(masks[name], initial[name]) for name in masks if name.startswith("q_net."))
 
 
 def test_register_objective_adds_an_algorithm() -> None:
@@ -524,11 +547,11 @@ def test_rescoring_follows_the_games_end_not_each_lost_life() -> None:
 
 def test_a_resumed_rule_continues_its_moving_average_from_the_zip(tmp_path) -> None:
     model = _small_sac(net_arch=[16, 16], sparsity=0.8)
-    model.learn(400, callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3))
+    model.learn(400, callback=DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3, networks="all"))
     saved = model.pathway_discovery.rule_states["DAPDUpdater"]["score_history"]
     model.save(tmp_path / "run")
     loaded = SAC.load(tmp_path / "run", env=model.get_env(), device="cpu")
-    callback = DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3)
+    callback = DAPDCallback(max_warmup_fraction=None, update_freq=100, moving_average=3, networks="all")
     callback.init_callback(loaded)
     updater = callback.updater
     assert isinstance(updater, DAPDUpdater) and set(updater.score_history) == set(saved) == {"actor", "critic"}
@@ -611,7 +634,7 @@ def test_a_frozen_run_saves_no_score_history_and_prints_briefly(tmp_path) -> Non
     assert len(repr(state)) < 300 and "tensor" not in repr(state)
     model.save(tmp_path / "frozen")
     warming = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=100, seed=0, device="cpu")
-    warming.learn(300, callback=DAPDCallback(update_freq=100, max_warmup_fraction=None))
+    warming.learn(300, callback=DAPDCallback(update_freq=100, max_warmup_fraction=None, networks="all"))
     saved_history = warming.pathway_discovery.rule_states["DAPDUpdater"]["score_history"]
     assert len(saved_history["critic"]) == 2  # kept to resume the moving average
     warming.save(tmp_path / "warming")

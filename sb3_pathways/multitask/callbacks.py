@@ -105,8 +105,9 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
     :param within_layer: how a layer's share is chosen (see :class:`~sb3_pathways.DAPDCallback`)
     :param cover_inputs: every input unit of every layer keeps a connection in each task's
         pathway (see :class:`~sb3_pathways.DAPDCallback`)
-    :param networks: the networks rescored (see :class:`~sb3_pathways.DAPDCallback`;
-        ``None``: every network)
+    :param networks: the networks rescored (see :class:`~sb3_pathways.DAPDCallback`):
+        ``"all"`` by default (single-task SAC rescores its actor alone by default; multi-task
+        has not been measured that way yet), ``"default"`` or network names
     :param merge: merge the task copies into the shared network once every task is frozen
         (the paper's freeze and merge); ``False`` keeps each task's copy for the rest of
         training (no weight is shared between tasks)
@@ -129,7 +130,7 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
         allocation: str = "global",
         within_layer: str = "top_k",
         cover_inputs: bool = False,
-        networks: Sequence[str] | None = None,
+        networks: str | Sequence[str] = "all",
         merge: bool = True,
         verbose: int = 0,
     ) -> None:

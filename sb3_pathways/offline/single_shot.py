@@ -36,8 +36,9 @@ class SingleShotPathways(PathwayUpdateCallback):
         :class:`~sb3_pathways.updaters.DAPDUpdater`)
     :param cover_inputs: every input unit of every layer keeps a connection, so no
         observation feature is cut off (see :class:`~sb3_pathways.updaters.DAPDUpdater`)
-    :param networks: the networks scored (e.g. ``("actor",)``); the others keep their initial
-        ``mask_init`` mask (one per task). ``None``: every network
+    :param networks: the networks scored: ``"default"`` (the algorithm's choice: every
+        network of IQL and BCQ), ``"all"``, or names (e.g. ``("actor",)``); the others keep
+        their initial ``mask_init`` mask (one per task)
     :param verbose: 1 prints the discovery
     """
 
@@ -51,7 +52,7 @@ class SingleShotPathways(PathwayUpdateCallback):
         allocation: str = "global",
         within_layer: str = "top_k",
         cover_inputs: bool = False,
-        networks: Sequence[str] | None = None,
+        networks: str | Sequence[str] = "default",
         verbose: int = 0,
     ) -> None:
         self.n_samples = None if n_samples is None else positive_int(n_samples, "n_samples")

@@ -10,10 +10,14 @@ import torch as th
 
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import check_selection
+from sb3_pathways.registry import algorithm_spec
 from sb3_pathways.scoring.objectives import Objective, objective_for
 from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
 from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
 from sb3_pathways.validation import positive_int
+
+#: the values of ``networks`` that name no network: the algorithm's choice, or every network
+NETWORK_CHOICES = ("default", "all")
 
 
 def normalise(scores: dict[str, th.Tensor]) -> th.Tensor:
@@ -66,8 +70,10 @@ class DAPDUpdater(MaskUpdater):
         (the highest scores balanced over the layer's units)
     :param cover_inputs: every input unit of every layer (each observation feature, each
         hidden unit) also keeps its highest-scoring output; not with ``within_layer="per_unit"``
-    :param networks: the networks rescored (names of ``policy.pathways()``, e.g.
-        ``("actor",)``); the others keep their initial mask (``mask_init``). ``None``: all
+    :param networks: the networks rescored: ``"default"`` (the algorithm's choice, its spec's
+        ``dapd_networks``: SAC's actor; every network for the others), ``"all"``, or names of
+        ``policy.pathways()`` (e.g. ``("actor",)``); the others keep their initial
+        ``mask_init`` mask
     """
 
     def __init__(
@@ -79,12 +85,13 @@ class DAPDUpdater(MaskUpdater):
         objective: Objective | None = None,
         within_layer: str = "top_k",
         cover_inputs: bool = False,
-        networks: Sequence[str] | None = None,
+        networks: str | Sequence[str] = "default",
     ) -> None:
-        if networks is not None and (
-            isinstance(networks, str) or not networks or not all(isinstance(name, str) for name in networks)
-        ):
-            raise ValueError(f"networks must be a non-empty sequence of network names or None, got {networks!r}")
+        if isinstance(networks, str):
+            if networks not in NETWORK_CHOICES:
+                raise ValueError(f"networks must be one of {NETWORK_CHOICES} or a sequence of network names, got {networks!r}")
+        elif not networks or not all(isinstance(name, str) for name in networks):
+            raise ValueError(f"networks must be one of {NETWORK_CHOICES} or a sequence of network names, got {networks!r}")
         if score_at not in SCORE_AT:
             raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
         check_selection(allocation, within_layer, cover_inputs)
@@ -97,7 +104,7 @@ class DAPDUpdater(MaskUpdater):
         self.within_layer = within_layer
         self.cover_inputs = cover_inputs
         self.objective = objective
-        self.networks = None if networks is None else tuple(networks)
+        self.networks: str | tuple[str, ...] = networks if isinstance(networks, str) else tuple(networks)
         #: history key (a network, or a network's task) -> the last ``moving_average``
         #: normalised score vectors (CPU), oldest first
         self.score_history: dict[str, list[th.Tensor]] = {}
@@ -122,14 +129,25 @@ class DAPDUpdater(MaskUpdater):
             key: [vector.cpu() for vector in history[-self.moving_average :]] for key, history in saved.items()
         }
 
+    def rescored_networks(self, model: Any) -> tuple[str, ...] | None:
+        """The names of the networks rescored for ``model`` (``None``: every network)."""
+        if self.networks == "all":
+            return None
+        if self.networks == "default":
+            spec = algorithm_spec(model)
+            return None if spec is None else spec.dapd_networks
+        return tuple(self.networks)
+
     def scored_objective(self, context: UpdateContext) -> Objective | None:
-        """The objective scored: ``objective`` (or the algorithm's), restricted to ``networks``."""
-        if self.networks is None:
+        """The objective scored: ``objective`` (or the algorithm's), restricted to the
+        rescored networks."""
+        networks = self.rescored_networks(context.model)
+        if networks is None:
             return self.objective
-        unknown = sorted(set(self.networks) - set(context.pathways))
+        unknown = sorted(set(networks) - set(context.pathways))
         if unknown:
             raise ValueError(f"networks must name networks of the policy, {sorted(context.pathways)}; got {unknown}")
-        objective, networks = self.objective or objective_for(context.model), self.networks
+        objective = self.objective or objective_for(context.model)
 
         def scored(model: Any, batch: Any) -> dict[str, th.Tensor]:
             losses = objective(model, batch)
