@@ -147,7 +147,6 @@ class NumpyPathway:
         self.action_space = action_space
         self.n_quantiles = n_quantiles
         self.tile_size = tile_size
-        self.discrete_observations = isinstance(observation_space, gym.spaces.Discrete)
         self.observation_size = int(np.prod(observation_space.shape or (1,)))
         if isinstance(action_space, gym.spaces.Box):
             self.action_low = np.asarray(action_space.low, dtype=np.float32).reshape(-1)
@@ -156,8 +155,7 @@ class NumpyPathway:
 
     def features(self, observation: np.ndarray) -> np.ndarray:
         """The batch of flat float32 features the first layer reads, one row per sample."""
-        if self.discrete_observations:
-            assert isinstance(self.observation_space, gym.spaces.Discrete)
+        if isinstance(self.observation_space, gym.spaces.Discrete):
             indices = np.asarray(observation, dtype=np.int64).reshape(-1) - int(self.observation_space.start)
             features = np.zeros((len(indices), int(self.observation_space.n)), dtype=np.float32)
             features[np.arange(len(indices)), indices] = 1.0

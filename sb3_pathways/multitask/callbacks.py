@@ -49,13 +49,13 @@ class MultiTaskDAPDUpdater(DAPDUpdater):
             for name, network in context.pathways.items()
         }
         changed: set[str] = set()
-        objective = self.scored_objective(context)
+        networks = self.rescored_networks(context.model)
         for task in range(policy.n_tasks):
             index = (tasks == task).nonzero().squeeze(1)
             if task in context.state.task_frozen_steps or index.numel() == 0:
                 continue
             batch = select_transitions(context.batch, index)
-            scores = connection_sensitivity(context.model, batch, self.score_at, self.chunk_size, objective)
+            scores = connection_sensitivity(context.model, batch, self.score_at, self.chunk_size, self.objective, networks)
             for name, layer_scores in scores.items():
                 network = context.pathways[name]
                 task_scores = {

@@ -7,7 +7,7 @@ batch-norm statistics and train/eval modes restored afterwards.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,7 @@ def loss_gradients(
     score_at: str = "dense",
     chunk_size: int = 2048,
     objective: Objective | None = None,
+    networks: Collection[str] | None = None,
 ) -> dict[str, dict[str, tuple[th.Tensor, th.Tensor]]]:
     """
     The gradient ∂L/∂θ of every masked weight (dormant ones included), with L the
@@ -94,6 +95,8 @@ def loss_gradients(
     :param chunk_size: transitions per forward pass (bounds memory); gradients are averaged
     :param objective: ``(model, batch) -> {network name: loss}`` to differentiate instead of
         the objective registered for the model's algorithm
+    :param networks: the networks differentiated (``None``: every network of the policy);
+        the others are not evaluated
     :return: network name -> layer weight name -> (θ at which the loss was evaluated, ∂L/∂θ);
         networks the objective gives no loss are left out
     """
@@ -104,7 +107,12 @@ def loss_gradients(
     total = len(batch.actions)
     result: dict[str, dict[str, tuple[th.Tensor, th.Tensor]]] = {}
     pathways = policy.pathways()
+    unknown = sorted(set(networks or ()) - set(pathways))
+    if unknown:
+        raise ValueError(f"networks must name networks of the policy, {sorted(pathways)}; got {unknown}")
     for name, network in pathways.items():
+        if networks is not None and name not in networks:
+            continue
         # every network starts from the same random state (same sampled actions)
         scoring = _scoring_point(pathways, name, score_at)
         with preserved_training_state(policy), scoring, unmasked_gradients(network):
@@ -131,16 +139,18 @@ def connection_sensitivity(
     score_at: str = "dense",
     chunk_size: int = 2048,
     objective: Objective | None = None,
+    networks: Collection[str] | None = None,
 ) -> dict[str, dict[str, th.Tensor]]:
     """
     SNIP scores ``S(θ_q) = abs(θ_q · ∂L/∂θ_q)`` of every masked weight (see
-    :func:`loss_gradients` for the loss, ``score_at``, ``chunk_size`` and ``objective``).
+    :func:`loss_gradients` for the loss, ``score_at``, ``chunk_size``, ``objective`` and
+    ``networks``).
 
     :param score_at: ``"dense"`` or ``"agent"`` (dormant weights score at their stored value
         and can come back) or ``"masked"`` (dormant weights score 0)
     :return: network name -> layer weight name -> score, shaped like the weight
     """
-    gradients = loss_gradients(model, batch, score_at, chunk_size, objective)
+    gradients = loss_gradients(model, batch, score_at, chunk_size, objective, networks)
     return {
         name: {layer: (weight * gradient).abs() for layer, (weight, gradient) in layers.items()}
         for name, layers in gradients.items()

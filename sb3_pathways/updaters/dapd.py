@@ -11,7 +11,7 @@ import torch as th
 from sb3_pathways.masking.pathway import NetworkPathway
 from sb3_pathways.masking.selection import check_selection
 from sb3_pathways.registry import algorithm_spec
-from sb3_pathways.scoring.objectives import Objective, objective_for
+from sb3_pathways.scoring.objectives import Objective
 from sb3_pathways.scoring.sensitivity import SCORE_AT, connection_sensitivity
 from sb3_pathways.updaters.base import Masks, MaskUpdater, UpdateContext
 from sb3_pathways.validation import positive_int
@@ -87,10 +87,8 @@ class DAPDUpdater(MaskUpdater):
         cover_inputs: bool = False,
         networks: str | Sequence[str] = "default",
     ) -> None:
-        if isinstance(networks, str):
-            if networks not in NETWORK_CHOICES:
-                raise ValueError(f"networks must be one of {NETWORK_CHOICES} or a sequence of network names, got {networks!r}")
-        elif not networks or not all(isinstance(name, str) for name in networks):
+        named = not isinstance(networks, str) and networks and all(isinstance(name, str) for name in networks)
+        if networks not in NETWORK_CHOICES and not named:
             raise ValueError(f"networks must be one of {NETWORK_CHOICES} or a sequence of network names, got {networks!r}")
         if score_at not in SCORE_AT:
             raise ValueError(f"score_at must be one of {SCORE_AT}, got {score_at!r}")
@@ -131,33 +129,20 @@ class DAPDUpdater(MaskUpdater):
 
     def rescored_networks(self, model: Any) -> tuple[str, ...] | None:
         """The names of the networks rescored for ``model`` (``None``: every network)."""
-        if self.networks == "all":
-            return None
-        if self.networks == "default":
-            spec = algorithm_spec(model)
-            return None if spec is None else spec.dapd_networks
-        return tuple(self.networks)
-
-    def scored_objective(self, context: UpdateContext) -> Objective | None:
-        """The objective scored: ``objective`` (or the algorithm's), restricted to the
-        rescored networks."""
-        networks = self.rescored_networks(context.model)
-        if networks is None:
-            return self.objective
-        unknown = sorted(set(networks) - set(context.pathways))
-        if unknown:
-            raise ValueError(f"networks must name networks of the policy, {sorted(context.pathways)}; got {unknown}")
-        objective = self.objective or objective_for(context.model)
-
-        def scored(model: Any, batch: Any) -> dict[str, th.Tensor]:
-            losses = objective(model, batch)
-            return {name: losses[name] for name in networks if name in losses}
-
-        return scored
+        if not isinstance(self.networks, str):
+            return self.networks
+        spec = algorithm_spec(model) if self.networks == "default" else None
+        return None if spec is None else spec.dapd_networks
 
     def update_masks(self, context: UpdateContext) -> Masks:
-        objective = self.scored_objective(context)
-        scores = connection_sensitivity(context.model, context.batch, self.score_at, self.chunk_size, objective)
+        scores = connection_sensitivity(
+            context.model,
+            context.batch,
+            self.score_at,
+            self.chunk_size,
+            self.objective,
+            self.rescored_networks(context.model),
+        )
         masks: Masks = {}
         for name, layer_scores in scores.items():
             selected = self.select(name, context.pathways[name], layer_scores)
