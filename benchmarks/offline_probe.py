@@ -13,9 +13,16 @@ absolute error of ``predict`` against the dataset's actions on 2,000 fixed trans
 - ``balanced``: ``SingleShotPathways(within_layer="balanced")`` (the top-k of scores balanced
   over each layer's units);
 - ``actor-only``: the ``pathway`` single shot on the actor alone, the critic and value
-  networks a static ERK mask per task (``networks=("actor",)``, ``mask_init="erk"``).
+  networks a static ERK mask per task (``networks=("actor",)``, ``mask_init="erk"``);
+- ``shared``: the ``pathway`` single shot with one mask for all tasks (``n_tasks=1``): a plain
+  sparse network that reads the task from the observation's one-hot, as ``mt`` does.
+
+``--sparsity`` sets the pathway arms' sparsity (0.95 by default): at 0 every task's pathway is
+the whole network, so ``pathway`` must then learn as ``mt`` does, and a sweep shows how the gap
+grows with sparsity.
 
     python benchmarks/offline_probe.py mt pathway rescale erk balanced actor-only --steps 2000
+    python benchmarks/offline_probe.py pathway --sparsity 0 0.8 0.95 --steps 2000
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.multitask import make_mt10_env
 from sb3_pathways.offline import IQL, SingleShotPathways, load_minari
 
-ARMS = ("mt", "pathway", "rescale", "erk", "balanced", "actor-only")
+ARMS = ("mt", "pathway", "rescale", "erk", "balanced", "actor-only", "shared")
 DATASET = "sb3_pathways/mt10/expert-10ep-v0"
 
 
@@ -66,7 +73,7 @@ def rescale_to_dense_fan_in(model: IQL) -> None:
         module.set_full_weight(module.full_weight() * gain)
 
 
-def probe(arm: str, steps: int, seed: int) -> dict[str, Any]:
+def probe(arm: str, steps: int, seed: int, sparsity: float = 0.95) -> dict[str, Any]:
     dataset = load_minari(DATASET)
     env = make_mt10_env(max_episode_steps=200)
     if arm == "mt":
@@ -74,7 +81,7 @@ def probe(arm: str, steps: int, seed: int) -> dict[str, Any]:
         callback = None
     else:
         mask_init = "erk" if arm == "actor-only" else "random"
-        policy_kwargs = dict(n_tasks=10, sparsity=0.95, mask_init=mask_init)
+        policy_kwargs = dict(n_tasks=1 if arm == "shared" else 10, sparsity=sparsity, mask_init=mask_init)
         model = IQL("PathwayPolicy", env, dataset=dataset, seed=seed, device="cpu", policy_kwargs=policy_kwargs)
         selection: dict[str, Any] = (
             {"within_layer": "balanced"}
@@ -90,12 +97,14 @@ def probe(arm: str, steps: int, seed: int) -> dict[str, Any]:
         rescale_to_dense_fan_in(model)
     std = actor_preactivation_std(model, dataset.observations[rows[:512]])
     record: dict[str, Any] = {"arm": arm, "seed": seed, "std": std}
+    if arm != "mt":
+        record["sparsity"] = sparsity
     errors = {}
     while model.num_timesteps < steps:
         model.learn(500, reset_num_timesteps=False)
         actions, _ = model.predict(dataset.observations[rows], deterministic=True)
         errors[model.num_timesteps] = round(float(np.abs(actions - dataset.actions[rows]).mean()), 4)
-        print(arm, model.num_timesteps, "action error", errors[model.num_timesteps], flush=True)
+        print(arm, sparsity if arm != "mt" else "", model.num_timesteps, "action error", errors[model.num_timesteps], flush=True)
     record["action_error"] = errors
     return record
 
@@ -105,12 +114,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("arms", nargs="+", choices=ARMS)
     parser.add_argument("--steps", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sparsity", type=float, nargs="+", default=[0.95], help="of the pathway arms (one run per value)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/offline/probe.json"))
     args = parser.parse_args(argv)
     th.set_num_threads(1)
-    records = [probe(arm, args.steps, args.seed) for arm in args.arms]
+    records = [
+        probe(arm, args.steps, args.seed, sparsity)
+        for arm in args.arms
+        for sparsity in ([0.95] if arm == "mt" else args.sparsity)
+    ]
     for record in records:
-        print(record["arm"], "pre-activation std", record["std"], "action error", record["action_error"])
+        print(record["arm"], record.get("sparsity", ""), "pre-activation std", record["std"], "action error", record["action_error"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(records, indent=2))
 
