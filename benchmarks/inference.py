@@ -10,7 +10,8 @@ actions at batch 1 (latency) and batch 4096 (throughput):
 - ``exported``: :func:`sb3_pathways.export_pathway` with dense layers only;
 - ``exported+csr``: the same with ``sparse_layers="auto"`` (a layer is CSR where measured faster);
 - ``numpy``: the exported pathway on NumPy and SciPy (``ExportedPathway.to_numpy``, a layer is
-  SciPy CSR where measured faster, a large batch run in tiles of ``--tile-size`` samples), and
+  SciPy CSR, or its densest rows dense and the rest CSR, where measured faster; a large batch
+  run in tiles of ``--tile-size`` samples), and
   ``dense-numpy`` the dense network on the same runtime;
 - ``predict``: the stock dense model's public ``model.predict`` (NumPy in, NumPy out), the path
   an SB3 user calls.
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                 seconds = time_variants(models, batch, args.repeats)
                 row[f"seconds_batch{batch}"] = seconds
                 row[f"numpy_csr_layers_batch{batch}"] = [layer.sparse for layer in models["numpy"].layers]
+                row[f"numpy_dense_rows_batch{batch}"] = [layer.dense_rows for layer in models["numpy"].layers]
                 row[f"speedup_batch{batch}"] = {name: seconds["dense"] / value for name, value in seconds.items()}
                 row[f"speedup_vs_predict_batch{batch}"] = {name: seconds["predict"] / value for name, value in seconds.items()}
                 row[f"numpy_vs_dense_numpy_batch{batch}"] = seconds["dense-numpy"] / seconds["numpy"]

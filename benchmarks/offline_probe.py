@@ -104,7 +104,8 @@ def probe(arm: str, steps: int, seed: int, sparsity: float = 0.95) -> dict[str, 
         model.learn(500, reset_num_timesteps=False)
         actions, _ = model.predict(dataset.observations[rows], deterministic=True)
         errors[model.num_timesteps] = round(float(np.abs(actions - dataset.actions[rows]).mean()), 4)
-        print(arm, sparsity if arm != "mt" else "", model.num_timesteps, "action error", errors[model.num_timesteps], flush=True)
+        label = arm if arm == "mt" else f"{arm} {sparsity}"
+        print(label, model.num_timesteps, "action error", errors[model.num_timesteps], flush=True)
     record["action_error"] = errors
     return record
 
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         for sparsity in ([0.95] if arm == "mt" else args.sparsity)
     ]
     for record in records:
-        print(record["arm"], record.get("sparsity", ""), "pre-activation std", record["std"], "action error", record["action_error"])
+        label = f"{record['arm']} {record.get('sparsity', '')}"
+        print(label, "pre-activation std", record["std"], "action error", record["action_error"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(records, indent=2))
 

@@ -16,9 +16,9 @@ from stable_baselines3 import DQN, PPO, SAC
 from torch import nn
 
 from sb3_pathways import export_onnx, export_pathway
-from sb3_pathways.deploy import CSRLinear, prune_action_network, remove_dead_neurons
+from sb3_pathways.deploy import CSRLinear, numpy_runtime, prune_action_network, remove_dead_neurons
 from sb3_pathways.deploy.chains import LinearStage
-from sb3_pathways.deploy.numpy_runtime import numpy_activation
+from sb3_pathways.deploy.numpy_runtime import NumpyLayer, numpy_activation
 
 
 def _hand_made_stages() -> list[LinearStage]:
@@ -79,12 +79,23 @@ def test_csr_layer_computes_the_dense_product() -> None:
     assert th.equal(layer.to_dense_linear().weight, weight)
 
 
-@pytest.mark.parametrize("sparse_layers", ["never", "always", "auto"])
-def test_exported_pathway_computes_the_policy_actions(case: AlgoCase, sparse_layers: str) -> None:
+def _choose_the_widest_split(dense: object, dense_inputs: object, candidates: list[object], inputs: object) -> object:
+    """A stand-in for the timed choice: the split layer with most dense rows when there is
+    one (a hidden layer), else the CSR layer."""
+    return candidates[-1]
+
+
+@pytest.mark.parametrize("sparse_layers", ["never", "always", "auto", "split"])
+def test_exported_pathway_computes_the_policy_actions(
+    case: AlgoCase, sparse_layers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not case.exportable:
         pytest.skip("refused with a clear error (test_recurrent_policies_are_not_exported, test_offline.py)")
     model = case.make(sparsity=0.9, net_arch=[64, 64])
     model.learn(200)
+    if sparse_layers == "split":  # every hidden layer of the NumPy runtime split into dense rows + CSR
+        monkeypatch.setattr(numpy_runtime, "fastest_if_faster", _choose_the_widest_split)
+        sparse_layers = "auto"
     exported = export_pathway(model, sparse_layers=sparse_layers)  # type: ignore[arg-type]
     # dead-end neurons (no path to the output) are removed: as many as the analysis counts
     assert exported.layer_widths() == [stage.weight.shape[0] for stage in prune_action_network(model).stages]
@@ -104,6 +115,10 @@ def test_exported_pathway_computes_the_policy_actions(case: AlgoCase, sparse_lay
             assert np.abs(result - reference).max() <= 1e-5
     if sparse_layers != "auto":
         assert all(layer.sparse == (sparse_layers == "always") for layer in on_numpy.layers)
+    elif numpy_runtime.fastest_if_faster is _choose_the_widest_split:
+        # a quarter of every hidden layer's rows dense, the output layer (not reordered) CSR
+        assert [layer.dense_rows for layer in on_numpy.layers[:-1]] == [width // 4 for width in exported.layer_widths()[:-1]]
+        assert on_numpy.layers[-1].dense_rows == 0 and on_numpy.layers[-1].sparse
     if case.id in ("DQN", "QRDQN"):
         network = model.policy.q_net if case.id == "DQN" else model.policy.quantile_net
         with th.no_grad():
@@ -226,6 +241,25 @@ def test_numpy_pathway_runs_large_batches_in_tiles(sac_export: tuple[SAC, th.Ten
     for tile_size in (0, 2.5, True):
         with pytest.raises(ValueError, match=f"tile_size must be a positive int, got {tile_size!r}"):
             exported.to_numpy(tile_size=tile_size)  # type: ignore[arg-type]
+
+
+def test_split_numpy_layer_computes_the_dense_product() -> None:
+    generator = np.random.default_rng(0)
+    weight = (generator.standard_normal((12, 9)) * (generator.random((12, 9)) < 0.3)).astype(np.float32)
+    weight[0] = 0.0  # a row without any weight, among the dense rows
+    bias = generator.standard_normal(12).astype(np.float32)
+    columns = generator.standard_normal((9, 5)).astype(np.float32)
+    expected = weight @ columns + bias[:, None]
+    for dense_rows in (0, 1, 5, 12):
+        layer = NumpyLayer(weight, bias, sparse=True, dense_rows=dense_rows)
+        assert np.abs(layer(columns) - expected).max() <= 1e-5, dense_rows
+        assert layer.stored_weights() == dense_rows * 9 + int(np.count_nonzero(weight[dense_rows:]))
+    order = numpy_runtime.rows_by_active_weights(weight)
+    counts = np.count_nonzero(weight[order], axis=1)
+    assert np.all(np.diff(counts) <= 0) and counts[-1] == 0
+    for dense_rows, sparse in ((13, True), (-1, True), (2, False)):
+        with pytest.raises(ValueError, match=rf"dense_rows must be in \[0, 12\] .* got {dense_rows}"):
+            NumpyLayer(weight, bias, sparse=sparse, dense_rows=dense_rows)
 
 
 def test_numpy_activations_match_torch() -> None:

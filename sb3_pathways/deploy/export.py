@@ -37,9 +37,10 @@ from sb3_pathways.deploy.numpy_runtime import (
     NumpyLayer,
     NumpyPathway,
     check_tile_size,
+    fastest_numpy_layer,
     numpy_activation,
 )
-from sb3_pathways.deploy.sparse_layers import CSRLinear, SparseLayers, check_sparse_layers, deployed_layer, sparse_if_faster
+from sb3_pathways.deploy.sparse_layers import CSRLinear, SparseLayers, check_sparse_layers, deployed_layer
 from sb3_pathways.masking.layers import MASK_BUFFERS, MASK_PARAMETERS, MaskedWeightMixin
 from sb3_pathways.policies import pathway_policy
 
@@ -165,9 +166,11 @@ class ExportedPathway(nn.Module):
         The same pathway on NumPy and SciPy (:class:`~sb3_pathways.deploy.NumpyPathway`), with
         no torch call per action: the fastest path at small batches on a CPU.
 
-        :param sparse_layers: ``"auto"`` stores a layer as SciPy CSR only if that was measured
-            at least 10% faster than NumPy's dense product at ``batch_size``; ``"never"`` keeps
-            every layer dense; ``"always"`` makes every layer CSR
+        :param sparse_layers: ``"auto"`` stores a layer as SciPy CSR, or split into the rows
+            with most active weights kept dense and the others CSR, only if that was measured
+            at least 10% faster than NumPy's dense product at ``batch_size``
+            (:func:`~sb3_pathways.deploy.numpy_runtime.fastest_numpy_layer`); ``"never"``
+            keeps every layer dense; ``"always"`` makes every layer CSR
         :param batch_size: the deployment batch size the ``"auto"`` choice is measured at
         :param tile_size: samples that go through the network together: a larger batch is cut
             into tiles of this size, so that a tile's activations stay in the CPU's cache from
@@ -187,14 +190,18 @@ class ExportedPathway(nn.Module):
             raise ValueError("to_numpy needs the exported pathway on the CPU: export it with device='cpu'")
         layers = []
         generator = np.random.default_rng(0)
-        for layer in self.layers:
+        output_order: np.ndarray | None = None  # how the previous layer permuted its outputs
+        for index, layer in enumerate(self.layers):
             assert isinstance(layer, (nn.Linear, CSRLinear))
             weight = (layer.weight.to_dense() if isinstance(layer, CSRLinear) else layer.weight).detach().numpy()
             bias = layer.bias.detach().numpy()
+            if output_order is not None:
+                weight = weight[:, output_order]
             if sparse_layers == "auto":
                 inputs = generator.standard_normal((weight.shape[1], min(batch_size, tile_size))).astype(np.float32)
-                dense, sparse = NumpyLayer(weight, bias, sparse=False), NumpyLayer(weight, bias, sparse=True)
-                layers.append(sparse_if_faster(dense, sparse, inputs, inputs))
+                is_last = index == len(self.layers) - 1
+                numpy_layer, output_order = fastest_numpy_layer(weight, bias, inputs, reorder_rows=not is_last)
+                layers.append(numpy_layer)
             else:
                 layers.append(NumpyLayer(weight, bias, sparse=sparse_layers == "always"))
         return NumpyPathway(

@@ -22,6 +22,8 @@ import scipy.sparse
 import torch as th
 from torch import nn
 
+from sb3_pathways.deploy.sparse_layers import fastest_if_faster
+
 Activation = Callable[[np.ndarray], np.ndarray]
 #: samples per tile: a tile of a 1024-wide layer's activations (512 KiB) stays in a CPU's L2 cache
 DEFAULT_TILE_SIZE = 128
@@ -68,32 +70,86 @@ def numpy_activation(module: nn.Module) -> Activation:
 class NumpyLayer:
     """
     One linear layer on NumPy, feature-major: ``Y = W X + b`` for ``X`` shaped
-    ``(in_features, samples)``, the weight dense or a SciPy CSR matrix.
+    ``(in_features, samples)``. The weight is dense, a SciPy CSR matrix, or split: its first
+    ``dense_rows`` rows dense and the others CSR. A pathway's sparse layer often has a few units
+    that gather a large share of its active weights (a fifth of the rows can hold half of
+    them); run as dense rows those cost less than their CSR entries, and the CSR product is
+    left with the thin rows.
 
     :param weight: the layer's weight, shape ``(out_features, in_features)``
     :param bias: its bias, shape ``(out_features,)``
-    :param sparse: store the weight as CSR
+    :param sparse: store the weight as CSR (all of it, or the rows after ``dense_rows``)
+    :param dense_rows: with ``sparse``, how many leading rows stay dense
     """
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray, sparse: bool) -> None:
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, sparse: bool, dense_rows: int = 0) -> None:
+        if not 0 <= dense_rows <= weight.shape[0] or (dense_rows and not sparse):
+            raise ValueError(
+                f"dense_rows must be in [0, {weight.shape[0]}] (the layer's rows) and 0 for a dense layer, got {dense_rows}"
+            )
         self.sparse = sparse
+        self.dense_rows = dense_rows
         self.bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1, 1)
+        weight = weight.astype(np.float32)
         self.weight: np.ndarray | scipy.sparse.csr_matrix
         if sparse:
-            self.weight = scipy.sparse.csr_matrix(weight.astype(np.float32))
+            self.dense_weight = np.ascontiguousarray(weight[:dense_rows])
+            self.weight = scipy.sparse.csr_matrix(weight[dense_rows:])
         else:
-            self.weight = np.ascontiguousarray(weight, dtype=np.float32)
+            self.weight = np.ascontiguousarray(weight)
 
     def __call__(self, columns: np.ndarray) -> np.ndarray:
-        outputs = np.asarray(self.weight @ columns)
+        if self.dense_rows:
+            outputs = np.empty((self.bias.shape[0], columns.shape[1]), dtype=np.float32)
+            np.matmul(self.dense_weight, columns, out=outputs[: self.dense_rows])
+            outputs[self.dense_rows :] = self.weight @ columns
+        else:
+            outputs = np.asarray(self.weight @ columns)
         outputs += self.bias
         return outputs
 
     def stored_weights(self) -> int:
-        """Weights the layer stores (the CSR entries, or every entry of a dense weight)."""
+        """Weights the layer stores (the CSR entries and every entry of its dense rows, or
+        every entry of a dense weight)."""
         if isinstance(self.weight, scipy.sparse.csr_matrix):
-            return int(self.weight.nnz)
+            return int(self.weight.nnz) + self.dense_weight.size
         return int(self.weight.size)
+
+
+#: shares of a sparse layer's rows (those with the most active weights) tried as dense rows
+DENSE_ROW_SHARES = (0.0625, 0.125, 0.25)
+
+
+def rows_by_active_weights(weight: np.ndarray) -> np.ndarray:
+    """The row order that puts the rows with the most non-zero weights first (stable)."""
+    return np.argsort(-np.count_nonzero(weight, axis=1), kind="stable")
+
+
+def fastest_numpy_layer(
+    weight: np.ndarray, bias: np.ndarray, inputs: np.ndarray, reorder_rows: bool
+) -> tuple[NumpyLayer, np.ndarray | None]:
+    """
+    The layer stored dense, as CSR or (when ``reorder_rows``) split into dense rows and CSR
+    (:data:`DENSE_ROW_SHARES`), whichever was measured fastest on ``inputs``, by the rule of
+    :func:`~sb3_pathways.deploy.sparse_layers.fastest_if_faster`.
+
+    :param weight: the layer's weight, shape ``(out_features, in_features)``
+    :param bias: its bias
+    :param inputs: feature-major inputs at the deployment batch size
+    :param reorder_rows: whether the layer's outputs may be permuted (not for the last layer):
+        a split layer puts its rows with most active weights first
+    :return: the layer and the permutation of its outputs (``None``: unchanged), which the
+        next layer's columns must follow
+    """
+    dense = NumpyLayer(weight, bias, sparse=False)
+    candidates: dict[NumpyLayer, np.ndarray | None] = {NumpyLayer(weight, bias, sparse=True): None}
+    if reorder_rows:
+        order = rows_by_active_weights(weight)
+        for share in DENSE_ROW_SHARES:
+            if dense_rows := int(share * len(order)):
+                candidates[NumpyLayer(weight[order], bias[order], sparse=True, dense_rows=dense_rows)] = order
+    chosen = fastest_if_faster(dense, inputs, list(candidates), inputs)
+    return chosen, candidates.get(chosen)
 
 
 class NumpyPathway:
