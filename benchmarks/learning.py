@@ -23,6 +23,8 @@ evaluations, as the paper), return relative to dense, and the area under the lea
     python benchmarks/learning.py --envs Pendulum-v1 --methods dense dapd --steps 20000 --seeds 0 1 2
     python benchmarks/learning.py --preset paper --executor submitit   # a SLURM cluster
     python benchmarks/learning.py --preset mujoco --summarise          # table and plots of every run so far
+    python benchmarks/learning.py --preset mujoco --summarise --plot-labels dense dapd dapd-actor-only \
+        dapd-actor-only-cover static rigl                              # the committed plots: the main arms only
 """
 
 from __future__ import annotations
@@ -403,8 +405,9 @@ def markdown_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
-    """One PNG per env: mean evaluation return over seeds against steps, per method."""
+def plot_curves(records: list[dict[str, Any]], output: Path, labels: list[str] | None = None) -> list[Path]:
+    """One PNG per env: mean evaluation return over seeds against steps, per method (those of
+    ``labels`` only, when given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -413,9 +416,11 @@ def plot_curves(records: list[dict[str, Any]], output: Path) -> list[Path]:
     paths = []
     for env in sorted({record["env"] for record in records}):
         figure, axis = plt.subplots(figsize=(7, 4.5))
-        labels = sorted({_label(r) for r in records if r["env"] == env}, key=_label_order)
+        env_labels = sorted(
+            {_label(r) for r in records if r["env"] == env and (not labels or _label(r) in labels)}, key=_label_order
+        )
         colours = plt.get_cmap("tab20").colors
-        for index, method in enumerate(labels):
+        for index, method in enumerate(env_labels):
             runs = [r for r in records if r["env"] == env and _label(r) == method]
             if not runs:
                 continue
@@ -502,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--summarise", action="store_true", help="run nothing: summarise every record under --results with these steps"
     )
+    parser.add_argument(
+        "--plot-labels", nargs="+", default=None, help="plot only these methods (e.g. dense dapd-actor-only); default: all"
+    )
     return parser
 
 
@@ -525,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     (args.results / "summary.json").write_text(json.dumps(summary, indent=2))
     (args.results / "summary.md").write_text(table + "\n")
-    for path in plot_curves(records, args.results):
+    for path in plot_curves(records, args.results, args.plot_labels):
         print(f"wrote {path}")
 
 
