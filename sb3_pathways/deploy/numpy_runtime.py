@@ -72,9 +72,9 @@ class NumpyLayer:
     One linear layer on NumPy, feature-major: ``Y = W X + b`` for ``X`` shaped
     ``(in_features, samples)``. The weight is dense, a SciPy CSR matrix, or split: its first
     ``dense_rows`` rows dense and the others CSR. A pathway's sparse layer often has a few units
-    that gather a large share of its active weights (a fifth of the rows can hold half of
-    them); run as dense rows those cost less than their CSR entries, and the CSR product is
-    left with the thin rows.
+    that gather a large share of its active weights (in a DAPD actor, a tenth of the rows held
+    56% of them); run as dense rows those cost less than their CSR entries, and the CSR
+    product is left with the thin rows.
 
     :param weight: the layer's weight, shape ``(out_features, in_features)``
     :param bias: its bias, shape ``(out_features,)``
