@@ -471,8 +471,8 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[RunSpec], int]:
             for envs, methods, steps, eval_freq in preset["groups"]
             for seed in args.seeds or preset["seeds"]  # seed-major: a stopped run leaves every env with equal seeds
             for env in envs
-            for method in methods
-            if (args.methods is None or method in args.methods) and (args.envs is None or env in args.envs)
+            for method in args.methods or methods  # the preset's methods unless others are asked for
+            if args.envs is None or env in args.envs
         ]
         return specs, args.last_evals or preset["last_evals"]
     specs = [

@@ -153,6 +153,10 @@ def test_a_preset_runs_the_envs_seeds_and_variant_asked_for(learning) -> None:
         ("Hopper-v5", "dapd", 4, 100_000, "dapd-new", '{"a": 1}')
     ]
     assert len(specs()) == 2 * 3 * 3
+    # a method outside the preset's own (dense, dapd, rigl) runs with the preset's budget
+    assert [
+        (spec.env, spec.method, spec.steps) for spec in specs("--envs", "Hopper-v5", "--methods", "static", "--seeds", "0")
+    ] == [("Hopper-v5", "static", 100_000)]
     with pytest.raises(SystemExit, match=r"--envs \['Pendulum-v1'\] are not in the preset 'mujoco'"):
         specs("--envs", "Pendulum-v1")
     with pytest.raises(SystemExit, match="--steps cannot be given with --preset"):
