@@ -422,8 +422,6 @@ def plot_curves(records: list[dict[str, Any]], output: Path, labels: list[str] |
         colours = plt.get_cmap("tab20").colors
         for index, method in enumerate(env_labels):
             runs = [r for r in records if r["env"] == env and _label(r) == method]
-            if not runs:
-                continue
             length = min(len(r["eval_returns"]) for r in runs)
             steps = runs[0]["eval_steps"][:length]
             mean = [statistics.mean(r["eval_returns"][i] for r in runs) for i in range(length)]

@@ -99,12 +99,12 @@ def probe(arm: str, steps: int, seed: int, sparsity: float = 0.95) -> dict[str, 
     record: dict[str, Any] = {"arm": arm, "seed": seed, "std": std}
     if arm != "mt":
         record["sparsity"] = sparsity
+    label = f"{arm} {record.get('sparsity', '')}"
     errors = {}
     while model.num_timesteps < steps:
         model.learn(500, reset_num_timesteps=False)
         actions, _ = model.predict(dataset.observations[rows], deterministic=True)
         errors[model.num_timesteps] = round(float(np.abs(actions - dataset.actions[rows]).mean()), 4)
-        label = arm if arm == "mt" else f"{arm} {sparsity}"
         print(label, model.num_timesteps, "action error", errors[model.num_timesteps], flush=True)
     record["action_error"] = errors
     return record

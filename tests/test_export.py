@@ -93,7 +93,8 @@ def test_exported_pathway_computes_the_policy_actions(
         pytest.skip("refused with a clear error (test_recurrent_policies_are_not_exported, test_offline.py)")
     model = case.make(sparsity=0.9, net_arch=[64, 64])
     model.learn(200)
-    if sparse_layers == "split":  # every hidden layer of the NumPy runtime split into dense rows + CSR
+    split = sparse_layers == "split"
+    if split:  # every hidden layer of the NumPy runtime split into dense rows + CSR
         monkeypatch.setattr(numpy_runtime, "fastest_if_faster", _choose_the_widest_split)
         sparse_layers = "auto"
     exported = export_pathway(model, sparse_layers=sparse_layers)  # type: ignore[arg-type]
@@ -115,7 +116,7 @@ def test_exported_pathway_computes_the_policy_actions(
             assert np.abs(result - reference).max() <= 1e-5
     if sparse_layers != "auto":
         assert all(layer.sparse == (sparse_layers == "always") for layer in on_numpy.layers)
-    elif numpy_runtime.fastest_if_faster is _choose_the_widest_split:
+    elif split:
         # a quarter of every hidden layer's rows dense, the output layer (not reordered) CSR
         assert [layer.dense_rows for layer in on_numpy.layers[:-1]] == [width // 4 for width in exported.layer_widths()[:-1]]
         assert on_numpy.layers[-1].dense_rows == 0 and on_numpy.layers[-1].sparse
