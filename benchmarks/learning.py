@@ -1,4 +1,4 @@
-"""Learning benchmark: dense SAC against pathway methods at 95% sparsity, in one harness.
+r"""Learning benchmark: dense SAC against pathway methods at 95% sparsity, in one harness.
 
 Methods: ``dense`` (MlpPolicy), ``dapd`` (DAPDCallback rescoring every network from a uniform
 random mask, the paper's setting, as every ``dapd`` record here was made; ``--tag actor-only

@@ -1,4 +1,4 @@
-"""MetaWorld MT10: multi-task SAC with one DAPD pathway per task against dense multi-task SAC.
+r"""MetaWorld MT10: multi-task SAC with one DAPD pathway per task against dense multi-task SAC.
 
 Both methods see the same environment (one sub-env per task, task one-hot in the
 observation, :func:`sb3_pathways.multitask.make_mt10_env`) and the same SAC settings; the
