@@ -50,7 +50,7 @@ from torch import nn
 from sb3_pathways.deploy.flops import forward_flops
 from sb3_pathways.multitask import MT10_TASKS, make_mt10_env, task_active_weights
 from sb3_pathways.offline import BCQ, IQL, SingleShotPathways, collect_scripted, scripted_dataset_id
-from sb3_pathways.offline.base import OfflineAlgorithm
+from sb3_pathways.offline.base import OfflineAlgorithm, dataset_reward_scale
 from sb3_pathways.offline.collect import QUALITIES
 from sb3_pathways.offline.multi_head import TaskHeads
 
@@ -154,8 +154,28 @@ def dataset_for(episodes_per_task: int, quality: str) -> str:
     return dataset_id
 
 
-def run_name(algo: str, method: str, quality: str, episodes_per_task: int, seed: int, steps: int) -> str:
-    return f"{algo}_{method}_{quality}{episodes_per_task}ep_seed{seed}_{steps}.json"
+def run_name(
+    algo: str,
+    method: str,
+    quality: str,
+    episodes_per_task: int,
+    seed: int,
+    steps: int,
+    reward_scale: float | str | None = None,
+) -> str:
+    """A run's file name; ``reward_scale`` only where it was given (``None``: the algorithm's default)."""
+    rewards = "" if reward_scale is None else f"_rewards{reward_scale}"
+    return f"{algo}_{method}_{quality}{episodes_per_task}ep_seed{seed}_{steps}{rewards}.json"
+
+
+def reward_scale_argument(text: str) -> float | str:
+    """``--reward-scale``: ``auto`` or a positive number."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--reward-scale must be 'auto' or a positive number, got {text!r}") from None
 
 
 def run(
@@ -168,15 +188,20 @@ def run(
     eval_episodes: int,
     sparsity: float,
     eval_episode_steps: int | None = None,
+    reward_scale: float | str | None = None,
 ) -> dict[str, Any]:
     """Train one model on the dataset and evaluate it (see the module documentation);
-    ``eval_episode_steps`` shortens the evaluation episodes (MetaWorld's: 500)."""
+    ``eval_episode_steps`` shortens the evaluation episodes (MetaWorld's: 500);
+    ``reward_scale``: the algorithm's argument (``None``: its default)."""
     # the environment gives the spaces and serves every evaluation; offline, training never steps it
     env = make_mt10_env(n_envs=10, seed=seed + 10_000, max_episode_steps=eval_episode_steps)
     policy_kwargs: dict[str, Any] = {} if method == "mt" else {"n_tasks": len(MT10_TASKS)}
     if method in PATHWAY_METHODS:
         policy_kwargs["sparsity"] = sparsity
-    model = ALGOS[algo](POLICIES[method], env, dataset=dataset_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs)
+    algo_kwargs: dict[str, Any] = {} if reward_scale is None else {"reward_scale": reward_scale}
+    model = ALGOS[algo](
+        POLICIES[method], env, dataset=dataset_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **algo_kwargs
+    )
     evaluation = SuccessEvaluation(eval_freq, max(1, eval_episodes // 2), env)
     callbacks: list[BaseCallback] = [evaluation]
     if method in PATHWAY_METHODS:
@@ -194,6 +219,8 @@ def run(
         "seed": seed,
         "steps": steps,
         "sparsity": sparsity if method in PATHWAY_METHODS else 0.0,
+        "reward_scale": model.reward_scale,
+        "reward_factor": dataset_reward_scale(model.dataset, model.reward_scale),  # type: ignore[arg-type]
         "eval_episodes": eval_episodes,
         "success": success,
         "mean_success": float(np.mean(list(success.values()))),
@@ -205,19 +232,33 @@ def run(
     }
 
 
+def rewards_label(record: dict[str, Any]) -> str:
+    """How a run's rewards were scaled: ``raw``, ``auto: max 1`` (divided by the largest
+    absolute reward) or ``x <factor>``."""
+    scale = record["reward_scale"]
+    return "raw" if scale == 1.0 else "auto: max 1" if scale == "auto" else f"x {scale:g}"
+
+
 def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """A markdown table (mean ± std success over seeds, weights and FLOPs per task) and its data."""
-    groups: dict[tuple[str, str, int, int, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, int, int, str, str], list[dict[str, Any]]] = {}
     for record in records:
-        key = (record["algo"], record["dataset"], record["dataset_transitions"], record["steps"], record["method"])
+        key = (
+            record["algo"],
+            record["dataset"],
+            record["dataset_transitions"],
+            record["steps"],
+            rewards_label(record),
+            record["method"],
+        )
         groups.setdefault(key, []).append(record)
     rows = [
-        "| algorithm | dataset | transitions | method | gradient steps | seeds | success | weights per task | "
+        "| algorithm | dataset | transitions | gradient steps | rewards | method | seeds | success | weights per task | "
         "forward FLOPs per task | weakest tasks |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     summary: dict[str, Any] = {}
-    for (algo, dataset, transitions, steps, method), group in sorted(groups.items()):
+    for (algo, dataset, transitions, steps, rewards, method), group in sorted(groups.items()):
         successes = [record["mean_success"] for record in group]
         std = statistics.stdev(successes) if len(successes) > 1 else 0.0
         costs = group[0]["per_task_costs"]
@@ -226,10 +267,10 @@ def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         per_task = {task: float(np.mean([record["success"][task] for record in group])) for task in MT10_TASKS}
         weakest = ", ".join(f"{task} {value:.2f}" for task, value in sorted(per_task.items(), key=lambda x: x[1])[:2])
         rows.append(
-            f"| {algo.upper()} | {dataset} | {transitions} | {method} | {steps} | {len(group)} | "
+            f"| {algo.upper()} | {dataset} | {transitions} | {steps} | {rewards} | {method} | {len(group)} | "
             f"{np.mean(successes):.3f} ± {std:.3f} | {weights:,.0f} | {flops:,.0f} | {weakest} |"
         )
-        summary[f"{algo}/{dataset}/{steps}/{method}"] = {
+        summary[f"{algo}/{dataset}/{steps}/{rewards}/{method}"] = {
             "mean_success": float(np.mean(successes)),
             "std": std,
             "seeds": [record["seed"] for record in group],
@@ -249,7 +290,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(record["algo"], record["dataset"], record["steps"]) for record in records})
+    panels = sorted({(record["algo"], record["dataset"], record["steps"], rewards_label(record)) for record in records})
     figure, axes = plt.subplots(len(panels), 1, figsize=(11, 3.4 * len(panels)), squeeze=False)
     colours = {
         "pathway": "tab:green",
@@ -259,10 +300,10 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
         "mhmt": "tab:grey",
     }
     width = 0.8 / len(METHODS)
-    for axis, (algo, dataset, steps) in zip(axes[:, 0], panels):
+    for axis, (algo, dataset, steps, rewards) in zip(axes[:, 0], panels):
         for offset, method in enumerate(METHODS):
-            key = (algo, dataset, steps, method)
-            group = [r for r in records if (r["algo"], r["dataset"], r["steps"], r["method"]) == key]
+            key = (algo, dataset, steps, rewards, method)
+            group = [r for r in records if (r["algo"], r["dataset"], r["steps"], rewards_label(r), r["method"]) == key]
             if not group:
                 continue
             means = [np.mean([r["success"][task] for r in group]) for task in MT10_TASKS]
@@ -279,7 +320,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
         )
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("success rate")
-        axis.set_title(f"{algo.upper()} on {dataset}, {steps:,} gradient steps", fontsize=10)
+        axis.set_title(f"{algo.upper()} on {dataset}, {steps:,} gradient steps, rewards {rewards}", fontsize=10)
         axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
@@ -307,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None, help="gradient steps of every run (default: the preset's)")
     parser.add_argument("--quality", default="expert", choices=sorted(QUALITIES), help="dataset quality")
     parser.add_argument("--sparsity", type=float, default=0.95)
+    parser.add_argument(
+        "--reward-scale",
+        type=reward_scale_argument,
+        default=None,
+        help="'auto' or a factor, of every run (default: each algorithm's own: IQL 'auto', BCQ 1)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "offline")
     parser.add_argument("--commit", action="store_true", help="git-commit each finished run's JSON")
@@ -326,12 +373,22 @@ def main(argv: list[str] | None = None) -> None:
                 for algo in args.algos or preset["algos"]:
                     steps = args.steps or preset["steps"][algo]
                     for method in args.methods:
-                        path = runs_dir / run_name(algo, method, args.quality, episodes_per_task, seed, steps)
+                        path = runs_dir / run_name(
+                            algo, method, args.quality, episodes_per_task, seed, steps, args.reward_scale
+                        )
                         if path.exists():
                             continue
                         dataset_id = dataset_for(episodes_per_task, args.quality)
                         record = run(
-                            algo, method, dataset_id, seed, steps, preset["eval_freq"], preset["eval_episodes"], args.sparsity
+                            algo,
+                            method,
+                            dataset_id,
+                            seed,
+                            steps,
+                            preset["eval_freq"],
+                            preset["eval_episodes"],
+                            args.sparsity,
+                            reward_scale=args.reward_scale,
                         )
                         path.write_text(json.dumps(record, indent=2))
                         print(

@@ -17,9 +17,12 @@ absolute error of ``predict`` against the dataset's actions on 2,000 fixed trans
 - ``shared``: the ``pathway`` single shot with one mask for all tasks (``n_tasks=1``): a plain
   sparse network that reads the task from the observation's one-hot, as ``mt`` does.
 
-``--sparsity`` sets the pathway arms' sparsity (0.95 by default): at 0 every task's pathway is
-the whole network, so ``pathway`` must then learn as ``mt`` does, and a sweep shows how the gap
-grows with sparsity.
+``--learning-rate`` sets every arm's Adam step size (IQL's 3e-4 by default), ``--reward-scale``
+IQL's ``reward_scale`` (its default ``auto``; the records under ``results/offline/probe_*.json``
+were made with the rewards as they are, ``--reward-scale 1``, before that default). ``--sparsity``
+sets the pathway arms' sparsity (0.95 by default): at 0 every task's pathway is the whole
+network, so ``pathway`` must then learn as ``mt`` does, and a sweep shows how the gap grows
+with sparsity.
 
     python benchmarks/offline_probe.py mt pathway rescale erk balanced actor-only --steps 2000
     python benchmarks/offline_probe.py pathway --sparsity 0 0.8 0.95 --steps 2000
@@ -34,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from offline import reward_scale_argument
 
 from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.multitask import make_mt10_env
@@ -73,16 +77,19 @@ def rescale_to_dense_fan_in(model: IQL) -> None:
         module.set_full_weight(module.full_weight() * gain)
 
 
-def probe(arm: str, steps: int, seed: int, sparsity: float = 0.95) -> dict[str, Any]:
+def probe(
+    arm: str, steps: int, seed: int, sparsity: float = 0.95, learning_rate: float = 3e-4, reward_scale: float | str = "auto"
+) -> dict[str, Any]:
     dataset = load_minari(DATASET)
     env = make_mt10_env(max_episode_steps=200)
+    common = dict(env=env, dataset=dataset, seed=seed, device="cpu", learning_rate=learning_rate, reward_scale=reward_scale)
     if arm == "mt":
-        model = IQL("MlpPolicy", env, dataset=dataset, seed=seed, device="cpu")
+        model = IQL("MlpPolicy", **common)
         callback = None
     else:
         mask_init = "erk" if arm == "actor-only" else "random"
         policy_kwargs = dict(n_tasks=1 if arm == "shared" else 10, sparsity=sparsity, mask_init=mask_init)
-        model = IQL("PathwayPolicy", env, dataset=dataset, seed=seed, device="cpu", policy_kwargs=policy_kwargs)
+        model = IQL("PathwayPolicy", **common, policy_kwargs=policy_kwargs)
         selection: dict[str, Any] = (
             {"within_layer": "balanced"}
             if arm == "balanced"
@@ -96,7 +103,13 @@ def probe(arm: str, steps: int, seed: int, sparsity: float = 0.95) -> dict[str, 
     if arm == "rescale":
         rescale_to_dense_fan_in(model)
     std = actor_preactivation_std(model, dataset.observations[rows[:512]])
-    record: dict[str, Any] = {"arm": arm, "seed": seed, "std": std}
+    record: dict[str, Any] = {
+        "arm": arm,
+        "seed": seed,
+        "learning_rate": learning_rate,
+        "reward_scale": reward_scale,
+        "std": std,
+    }
     if arm != "mt":
         record["sparsity"] = sparsity
     label = f"{arm} {record.get('sparsity', '')}"
@@ -116,11 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sparsity", type=float, nargs="+", default=[0.95], help="of the pathway arms (one run per value)")
+    parser.add_argument("--learning-rate", type=float, default=3e-4, help="of every arm (IQL's default: 3e-4)")
+    parser.add_argument("--reward-scale", type=reward_scale_argument, default="auto", help="IQL's reward_scale")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/offline/probe.json"))
     args = parser.parse_args(argv)
     th.set_num_threads(1)
     records = [
-        probe(arm, args.steps, args.seed, sparsity)
+        probe(arm, args.steps, args.seed, sparsity, args.learning_rate, args.reward_scale)
         for arm in args.arms
         for sparsity in ([0.95] if arm == "mt" else args.sparsity)
     ]

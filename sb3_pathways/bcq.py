@@ -389,7 +389,8 @@ class BCQ(OfflineAlgorithm):
     :class:`~sb3_pathways.offline.base.OfflineAlgorithm` for the shared parameters.
 
     :param lmbda: λ of the soft clipped double-Q target (weight of the minimum)
-    :param kwargs: see :class:`~sb3_pathways.offline.base.OfflineAlgorithm`
+    :param kwargs: see :class:`~sb3_pathways.offline.base.OfflineAlgorithm` (``reward_scale``
+        is 1 by default: the rewards as they are, as the authors train)
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiHeadPolicy": MultiHeadPolicy}

@@ -289,6 +289,12 @@ class IQL(OfflineAlgorithm):
 
     :param expectile: τ of the value network's expectile regression (0.5: the mean)
     :param temperature: β, the inverse temperature of the advantage weights
+    :param reward_scale: ``"auto"`` (default) divides the rewards by the dataset's largest
+        absolute reward. β weighs advantages in reward units, and the paper's β = 3 goes with
+        rewards of order 1 per step (it normalises the D4RL locomotion rewards to a return
+        range of 1,000 over 1,000 steps). With MetaWorld's rewards (0 to 10 per step) the
+        advantage weights saturate, and a 95% pathway stops fitting the dataset's actions (see
+        the offline guide); ``1.0`` keeps the rewards as they are
     :param kwargs: see :class:`~sb3_pathways.offline.base.OfflineAlgorithm`
     """
 
@@ -310,6 +316,7 @@ class IQL(OfflineAlgorithm):
         gamma: float = 0.99,
         expectile: float = 0.7,
         temperature: float = 3.0,
+        reward_scale: float | str = "auto",
         **kwargs: Any,
     ) -> None:
         if not 0.0 < expectile < 1.0:
@@ -318,7 +325,7 @@ class IQL(OfflineAlgorithm):
             raise ValueError(f"temperature must be >= 0, got {temperature!r}")
         self.expectile = float(expectile)
         self.temperature = float(temperature)
-        super().__init__(policy, env, dataset, learning_rate, batch_size, tau, gamma, **kwargs)
+        super().__init__(policy, env, dataset, learning_rate, batch_size, tau, gamma, reward_scale=reward_scale, **kwargs)
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor

@@ -142,6 +142,25 @@ def test_save_load_predicts_the_same_and_needs_the_dataset_to_learn(dataset: Off
     assert all(th.equal(masks[name], mask) for name, mask in sb3_pathways.get_masks(resumed).items())
 
 
+def test_reward_scale_multiplies_the_stored_rewards_and_survives_save_load(dataset: OfflineDataset, tmp_path) -> None:
+    raw = dataset.rewards
+    auto = _iql(dataset).replay_buffer.rewards[:, 0]  # IQL's default: "auto"
+    np.testing.assert_allclose(auto, raw / np.abs(raw).max(), rtol=1e-6)
+    assert np.abs(auto).max() == pytest.approx(1.0) and np.abs(raw).max() > 10
+    small = dict(net_arch=dict(pi=[8], qf=[8], vae=[8]))
+    bcq = BCQ("MlpPolicy", "Pendulum-v1", dataset=dataset, device="cpu", policy_kwargs=small)
+    np.testing.assert_array_equal(bcq.replay_buffer.rewards[:, 0], raw)  # BCQ's default: as they are
+    halved = IQL("MlpPolicy", "Pendulum-v1", dataset=dataset, reward_scale=0.5, device="cpu", policy_kwargs=dict(net_arch=[8]))
+    np.testing.assert_allclose(halved.replay_buffer.rewards[:, 0], 0.5 * raw, rtol=1e-6)
+    halved.save(tmp_path / "iql")
+    loaded = IQL.load(tmp_path / "iql", device="cpu", dataset=dataset)
+    assert loaded.reward_scale == 0.5
+    np.testing.assert_allclose(loaded.replay_buffer.rewards[:, 0], 0.5 * raw, rtol=1e-6)
+    for bad in (0, -1.0, "max", True, None):
+        with pytest.raises(ValueError, match="reward_scale must be 'auto' or a positive number, got"):
+            IQL("MlpPolicy", "Pendulum-v1", dataset=dataset, reward_scale=bad, device="cpu")
+
+
 def test_single_shot_pathways_score_once_then_never_change(dataset: OfflineDataset) -> None:
     model = _iql(dataset, "PathwayPolicy", sparsity=0.95)
     initial = sb3_pathways.get_masks(model)

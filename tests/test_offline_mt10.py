@@ -98,8 +98,12 @@ def test_offline_benchmark_records_success_and_the_costs_of_one_task(mt10_datase
     assert dense_actor == 49 * 256 + 256 * 256 + 256 * 4  # MHMT: the shared layers and one head
     assert pathway["per_task_costs"]["actor"]["weights"] == pytest.approx(0.05 * dense_actor, rel=0.01)
     assert pathway["per_task_costs"]["actor"]["flops"] < 0.1 * mhmt["per_task_costs"]["actor"]["flops"]
+    largest_reward = float(np.abs(load_minari(mt10_dataset).rewards).max())
+    assert pathway["reward_scale"] == "auto" and pathway["reward_factor"] == pytest.approx(1 / largest_reward)
+    assert offline.run_name("iql", "mt", "expert", 10, 0, 100) == "iql_mt_expert10ep_seed0_100.json"
+    assert offline.run_name("iql", "mt", "expert", 10, 0, 100, 1.0) == "iql_mt_expert10ep_seed0_100_rewards1.0.json"
     table, summary = offline.summarise(records)
-    assert "| IQL | sb3_pathways/mt10/medium-expert-2ep-v0 | 400 | pathway | 4 | 1 |" in table
-    assert summary[f"iql/{mt10_dataset}/4/mhmt"]["weights_per_task"] == sum(
+    assert "| IQL | sb3_pathways/mt10/medium-expert-2ep-v0 | 400 | 4 | auto: max 1 | pathway | 1 |" in table
+    assert summary[f"iql/{mt10_dataset}/4/auto: max 1/mhmt"]["weights_per_task"] == sum(
         entry["weights"] for entry in mhmt["per_task_costs"].values()
     )

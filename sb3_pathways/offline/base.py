@@ -31,9 +31,11 @@ class GradientStepProgressBar(ProgressBarCallback):
         return True
 
 
-def dataset_buffer(dataset: OfflineDataset, policy: BasePolicy, device: th.device | str) -> ReplayBuffer:
+def dataset_buffer(
+    dataset: OfflineDataset, policy: BasePolicy, device: th.device | str, reward_scale: float = 1.0
+) -> ReplayBuffer:
     """A full replay buffer holding exactly the dataset's transitions, Box actions scaled to
-    [-1, 1] as SB3's off-policy algorithms store them."""
+    [-1, 1] as SB3's off-policy algorithms store them, rewards multiplied by ``reward_scale``."""
     buffer = ReplayBuffer(len(dataset), dataset.observation_space, dataset.action_space, device=device, n_envs=1)
     actions = dataset.actions
     if isinstance(dataset.action_space, spaces.Box) and not dataset.actions_scaled:
@@ -41,10 +43,28 @@ def dataset_buffer(dataset: OfflineDataset, policy: BasePolicy, device: th.devic
     buffer.observations[:, 0] = dataset.observations.reshape(buffer.observations[:, 0].shape)
     buffer.next_observations[:, 0] = dataset.next_observations.reshape(buffer.next_observations[:, 0].shape)
     buffer.actions[:, 0] = np.asarray(actions).reshape(buffer.actions[:, 0].shape)
-    buffer.rewards[:, 0] = dataset.rewards.reshape(-1)
+    buffer.rewards[:, 0] = dataset.rewards.reshape(-1) * reward_scale
     buffer.dones[:, 0] = dataset.terminations.reshape(-1)
     buffer.full, buffer.pos = True, 0
     return buffer
+
+
+def check_reward_scale(reward_scale: object) -> None:
+    """Raise a clear ``ValueError`` unless ``reward_scale`` is ``"auto"`` or a positive number."""
+    if reward_scale == "auto":
+        return
+    if isinstance(reward_scale, bool) or not isinstance(reward_scale, (int, float)) or not reward_scale > 0:
+        raise ValueError(f"reward_scale must be 'auto' or a positive number, got {reward_scale!r}")
+
+
+def dataset_reward_scale(dataset: OfflineDataset, reward_scale: float | str) -> float:
+    """The factor the rewards are multiplied by: ``reward_scale`` itself, or for ``"auto"``
+    one over the largest absolute reward of the dataset (1 when every reward is 0)."""
+    check_reward_scale(reward_scale)
+    if reward_scale != "auto":
+        return float(reward_scale)
+    largest = float(np.abs(dataset.rewards).max(initial=0.0))
+    return 1.0 / largest if largest > 0 else 1.0
 
 
 class SeparateNetworksPolicy(BasePolicy):
@@ -96,6 +116,9 @@ class OfflineAlgorithm(OffPolicyAlgorithm):
     :param batch_size: transitions per gradient step
     :param tau: soft update coefficient of the target networks
     :param gamma: discount factor
+    :param reward_scale: the rewards are multiplied by this when the dataset is loaded, or
+        for ``"auto"`` divided by the dataset's largest absolute reward, so that they lie in
+        [-1, 1] (see each algorithm for its default and why)
     :param policy_kwargs: additional arguments for the policy
     :param stats_window_size: window of SB3's episode statistics (used by evaluation only)
     :param tensorboard_log: log location for tensorboard (if None, no logging)
@@ -117,6 +140,7 @@ class OfflineAlgorithm(OffPolicyAlgorithm):
         batch_size: int = 256,
         tau: float = 0.005,
         gamma: float = 0.99,
+        reward_scale: float | str = 1.0,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -144,6 +168,8 @@ class OfflineAlgorithm(OffPolicyAlgorithm):
             sde_support=False,
             supported_action_spaces=(spaces.Box,),
         )
+        check_reward_scale(reward_scale)
+        self.reward_scale = reward_scale
         self.dataset: OfflineDataset | None = None
         self._dataset_argument = dataset
         if _init_setup_model:
@@ -168,12 +194,13 @@ class OfflineAlgorithm(OffPolicyAlgorithm):
         """
         Learn from ``dataset`` from now on (see the class parameters for what it may be),
         after checking its spaces against the environment's and its task ids against the
-        policy's ``n_tasks``.
+        policy's ``n_tasks``. Its rewards are scaled by ``reward_scale`` (``"auto"``: from
+        this dataset's rewards).
         """
         data = as_dataset(dataset)
         data.check_spaces(self.observation_space, self.action_space)
         data.check_tasks(getattr(self.policy, "n_tasks", 1))
-        self.replay_buffer = dataset_buffer(data, self.policy, self.device)
+        self.replay_buffer = dataset_buffer(data, self.policy, self.device, dataset_reward_scale(data, self.reward_scale))
         self.dataset = data
 
     def _excluded_save_params(self) -> list[str]:
