@@ -233,10 +233,10 @@ def run(
 
 
 def rewards_label(record: dict[str, Any]) -> str:
-    """How a run's rewards were scaled: ``raw``, ``auto: max 1`` (divided by the largest
+    """How a run's rewards were scaled: ``raw``, ``scaled to max 1`` (``"auto"``: divided by the largest
     absolute reward) or ``x <factor>``."""
     scale = record["reward_scale"]
-    return "raw" if scale == 1.0 else "auto: max 1" if scale == "auto" else f"x {scale:g}"
+    return "raw" if scale == 1.0 else "scaled to max 1" if scale == "auto" else f"x {scale:g}"
 
 
 def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:

@@ -103,7 +103,7 @@ def test_offline_benchmark_records_success_and_the_costs_of_one_task(mt10_datase
     assert offline.run_name("iql", "mt", "expert", 10, 0, 100) == "iql_mt_expert10ep_seed0_100.json"
     assert offline.run_name("iql", "mt", "expert", 10, 0, 100, 1.0) == "iql_mt_expert10ep_seed0_100_rewards1.0.json"
     table, summary = offline.summarise(records)
-    assert "| IQL | sb3_pathways/mt10/medium-expert-2ep-v0 | 400 | 4 | auto: max 1 | pathway | 1 |" in table
-    assert summary[f"iql/{mt10_dataset}/4/auto: max 1/mhmt"]["weights_per_task"] == sum(
+    assert "| IQL | sb3_pathways/mt10/medium-expert-2ep-v0 | 400 | 4 | scaled to max 1 | pathway | 1 |" in table
+    assert summary[f"iql/{mt10_dataset}/4/scaled to max 1/mhmt"]["weights_per_task"] == sum(
         entry["weights"] for entry in mhmt["per_task_costs"].values()
     )
