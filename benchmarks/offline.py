@@ -50,7 +50,7 @@ from torch import nn
 from sb3_pathways.deploy.flops import forward_flops
 from sb3_pathways.multitask import MT10_TASKS, make_mt10_env, task_active_weights
 from sb3_pathways.offline import BCQ, IQL, SingleShotPathways, collect_scripted, scripted_dataset_id
-from sb3_pathways.offline.base import OfflineAlgorithm, dataset_reward_scale
+from sb3_pathways.offline.base import OfflineAlgorithm, check_reward_scale, dataset_reward_scale
 from sb3_pathways.offline.collect import QUALITIES
 from sb3_pathways.offline.multi_head import TaskHeads
 
@@ -169,13 +169,13 @@ def run_name(
 
 
 def reward_scale_argument(text: str) -> float | str:
-    """``--reward-scale``: ``auto`` or a positive number."""
-    if text == "auto":
-        return text
+    """``--reward-scale``: ``auto`` or a finite positive number (checked as the algorithms check it)."""
     try:
-        return float(text)
+        scale: float | str = text if text == "auto" else float(text)
+        check_reward_scale(scale)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--reward-scale must be 'auto' or a positive number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a finite positive number, got {text!r}") from None
+    return scale
 
 
 def run(

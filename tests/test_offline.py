@@ -156,8 +156,8 @@ def test_reward_scale_multiplies_the_stored_rewards_and_survives_save_load(datas
     loaded = IQL.load(tmp_path / "iql", device="cpu", dataset=dataset)
     assert loaded.reward_scale == 0.5
     np.testing.assert_allclose(loaded.replay_buffer.rewards[:, 0], 0.5 * raw, rtol=1e-6)
-    for bad in (0, -1.0, "max", True, None):
-        with pytest.raises(ValueError, match="reward_scale must be 'auto' or a positive number, got"):
+    for bad in (0, -1.0, float("nan"), float("inf"), "max", True, None):
+        with pytest.raises(ValueError, match="reward_scale must be 'auto' or a finite positive number, got"):
             IQL("MlpPolicy", "Pendulum-v1", dataset=dataset, reward_scale=bad, device="cpu")
 
 

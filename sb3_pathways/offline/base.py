@@ -50,11 +50,11 @@ def dataset_buffer(
 
 
 def check_reward_scale(reward_scale: object) -> None:
-    """Raise a clear ``ValueError`` unless ``reward_scale`` is ``"auto"`` or a positive number."""
+    """Raise a clear ``ValueError`` unless ``reward_scale`` is ``"auto"`` or a finite positive number."""
     if reward_scale == "auto":
         return
-    if isinstance(reward_scale, bool) or not isinstance(reward_scale, (int, float)) or not reward_scale > 0:
-        raise ValueError(f"reward_scale must be 'auto' or a positive number, got {reward_scale!r}")
+    if isinstance(reward_scale, bool) or not isinstance(reward_scale, (int, float)) or not 0 < reward_scale < float("inf"):
+        raise ValueError(f"reward_scale must be 'auto' or a finite positive number, got {reward_scale!r}")
 
 
 def dataset_reward_scale(dataset: OfflineDataset, reward_scale: float | str) -> float:
