@@ -102,6 +102,11 @@ def test_offline_benchmark_records_success_and_the_costs_of_one_task(mt10_datase
     assert pathway["reward_scale"] == "auto" and pathway["reward_factor"] == pytest.approx(1 / largest_reward)
     assert offline.run_name("iql", "mt", "expert", 10, 0, 100) == "iql_mt_expert10ep_seed0_100.json"
     assert offline.run_name("iql", "mt", "expert", 10, 0, 100, 1.0) == "iql_mt_expert10ep_seed0_100_rewards1.0.json"
+    parser = offline.build_parser()
+    assert parser.parse_args(["--reward-scale", "0.1"]).reward_scale == 0.1
+    assert parser.parse_args(["--reward-scale", "auto"]).reward_scale == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--reward-scale", "-2"])
     table, summary = offline.summarise(records)
     assert "| IQL | sb3_pathways/mt10/medium-expert-2ep-v0 | 400 | 4 | scaled to max 1 | pathway | 1 |" in table
     assert summary[f"iql/{mt10_dataset}/4/scaled to max 1/mhmt"]["weights_per_task"] == sum(
