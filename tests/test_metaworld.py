@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch as th
 
 pytest.importorskip("metaworld")
 
 import gymnasium as gym
 from stable_baselines3 import SAC
 
-from sb3_pathways.masking.layers import MultiTaskMaskedLinear
 from sb3_pathways.multitask import MT10_TASKS, MultiTaskDAPDCallback, make_mt10_env, make_multitask_env
 
 
@@ -118,33 +116,3 @@ def test_merged_gradients_on_a_real_mt10_batch_average_the_task_gradients_over_e
         assert th.allclose(layer.weight.grad, expected, atol=1e-6), index
         assert th.allclose(layer.bias.grad, expected_bias[index], atol=1e-6), index  # biases are shared, summed
         assert int((users > 1).sum()) > 0  # some weights are shared by several tasks
-
-
-def test_merged_gradient_is_the_per_task_average_on_a_real_mt10_batch() -> None:
-    """Issue 17, hypothesis 4: after the merge, a weight several tasks use gets the mean of
-    their gradients, checked by hand on MT10 observations through the real actor."""
-    mt10_env = make_mt10_env(n_envs=10, seed=0)
-    model = SAC("PathwayPolicy", mt10_env, seed=0, device="cpu", policy_kwargs=dict(n_tasks=10, net_arch=[32, 32]))
-    layers = [module for module in model.actor.modules() if isinstance(module, MultiTaskMaskedLinear)]
-    for layer in layers:
-        layer.merge_task_weights()
-    first = layers[0]
-    observations = np.concatenate([mt10_env.reset(), mt10_env.step(np.zeros((10, 4)))[0], mt10_env.reset()[:3]])
-    captured: dict[str, th.Tensor] = {}
-
-    def keep(_module: object, inputs: tuple[th.Tensor], output: th.Tensor) -> None:
-        output.retain_grad()
-        captured["inputs"], captured["output"] = inputs[0].detach(), output
-
-    hook = first.register_forward_hook(keep)
-    model.actor(th.as_tensor(observations, dtype=th.float32), deterministic=True).pow(2).sum().backward()
-    hook.remove()
-    tasks = th.as_tensor(observations[:, -10:].argmax(axis=1))
-    assert tasks.bincount(minlength=10).tolist() == [3, 3, 3] + [2] * 7  # every task, unequal counts
-    masks, gradient = first.weight_mask.float(), captured["output"].grad
-    expected = sum(
-        masks[task] * (gradient[tasks == task].T @ captured["inputs"][tasks == task]) for task in range(10)
-    ) / masks.sum(dim=0).clamp(min=1)
-    assert first.weight.grad is not None and th.allclose(first.weight.grad, expected, atol=1e-6)
-    assert (masks.sum(dim=0) > 1).any(), "some weights are shared by several tasks"
-    mt10_env.close()
