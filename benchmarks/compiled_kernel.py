@@ -119,15 +119,16 @@ def main(argv: list[str] | None = None) -> None:
             timings[name] = median_seconds_per_call(
                 lambda runtime=runtime, observation=observation: runtime(observation), 2_000, args.repeats
             )
+        pathway_layers = layer_arrays(pathway)
         for name, layers, build in (
-            ("numba csr", layer_arrays(pathway), compiled_csr_chain),
+            ("numba csr", pathway_layers, compiled_csr_chain),
             ("numba dense", layer_arrays(dense), compiled_dense_chain),
         ):
             run = build(layers)
             inputs = np.random.default_rng(0).standard_normal(layers[0][0].shape[1]).astype(np.float32)
             assert np.allclose(run(inputs), reference(layers, inputs), atol=1e-4)
             timings[name] = median_seconds_per_call(lambda run=run, inputs=inputs: run(inputs), 5_000, args.repeats)
-        active = sum(int(np.count_nonzero(weight)) for weight, _ in layer_arrays(pathway))
+        active = sum(int(np.count_nonzero(weight)) for weight, _ in pathway_layers)
         print(
             f"hidden {hidden}: {active} active weights; "
             + ", ".join(f"{name} {seconds * 1e6:.1f} µs" for name, seconds in timings.items())

@@ -239,9 +239,12 @@ def rewards_label(record: dict[str, Any]) -> str:
     return "raw" if scale == 1.0 else "scaled to max 1" if scale == "auto" else f"x {scale:g}"
 
 
-def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """A markdown table (mean ± std success over seeds, weights and FLOPs per task) and its data."""
-    groups: dict[tuple[str, str, int, int, str, str], list[dict[str, Any]]] = {}
+GroupKey = tuple[str, str, int, int, str, str]
+
+
+def group_runs(records: list[dict[str, Any]]) -> dict[GroupKey, list[dict[str, Any]]]:
+    """The runs of each (algorithm, dataset, transitions, gradient steps, rewards, method): its seeds."""
+    groups: dict[GroupKey, list[dict[str, Any]]] = {}
     for record in records:
         key = (
             record["algo"],
@@ -252,6 +255,12 @@ def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
             record["method"],
         )
         groups.setdefault(key, []).append(record)
+    return groups
+
+
+def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """A markdown table (mean ± std success over seeds, weights and FLOPs per task) and its data."""
+    groups = group_runs(records)
     rows = [
         "| algorithm | dataset | transitions | gradient steps | rewards | method | seeds | success | weights per task | "
         "forward FLOPs per task | weakest tasks |",
@@ -290,7 +299,8 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(record["algo"], record["dataset"], record["steps"], rewards_label(record)) for record in records})
+    groups = group_runs(records)
+    panels = sorted({key[:-1] for key in groups})  # one per setting; its bars are the methods
     figure, axes = plt.subplots(len(panels), 1, figsize=(11, 3.4 * len(panels)), squeeze=False)
     colours = {
         "pathway": "tab:green",
@@ -300,10 +310,10 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
         "mhmt": "tab:grey",
     }
     width = 0.8 / len(METHODS)
-    for axis, (algo, dataset, steps, rewards) in zip(axes[:, 0], panels):
+    for axis, panel in zip(axes[:, 0], panels):
+        algo, dataset, _, steps, rewards = panel
         for offset, method in enumerate(METHODS):
-            key = (algo, dataset, steps, rewards, method)
-            group = [r for r in records if (r["algo"], r["dataset"], r["steps"], rewards_label(r), r["method"]) == key]
+            group = groups.get((*panel, method))
             if not group:
                 continue
             means = [np.mean([r["success"][task] for r in group]) for task in MT10_TASKS]
