@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 import sb3_pathways
 from sb3_pathways import export_pathway, get_masks
-from sb3_pathways.masking.layers import MultiTaskMaskedLinear, TaskRouter, convert_to_masked
+from sb3_pathways.masking.layers import MultiTaskMaskedLinear, TaskGroupedLinear, TaskRouter, convert_to_masked
 from sb3_pathways.multitask import MultiTaskDAPDCallback, task_active_weights, task_overlap
 
 
@@ -105,6 +105,32 @@ def test_routing_applies_each_samples_task_mask(two_task_layer: tuple[MultiTaskM
         assert th.allclose(outputs[sample], F.linear(inputs[sample], weight, layer.bias), atol=1e-6)
     with pytest.raises(RuntimeError, match="no task ids for a batch of 2 samples"):
         layer(inputs[:2])
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["task-copies", "shared-weight"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_grouped_product_matches_each_samples_own_product(shared: bool, with_bias: bool) -> None:
+    generator = th.Generator().manual_seed(0)
+    n_tasks, tasks = 4, th.tensor([2, 0, 2, 3, 0, 0, 3])  # task 1 absent from the batch
+    router = TaskRouter(n_tasks)
+    router.set_tasks(tasks)
+    inputs = th.randn(7, 5, generator=generator, dtype=th.float64, requires_grad=True)
+    masks = (th.rand(n_tasks, 3, 5, generator=generator) < 0.5).double()
+    weight_shape = (3, 5) if shared else (n_tasks, 3, 5)
+    weight = th.randn(weight_shape, generator=generator, dtype=th.float64, requires_grad=True)
+    bias = th.randn(3, generator=generator, dtype=th.float64, requires_grad=True) if with_bias else None
+    task_masks = masks if shared else None
+
+    outputs = TaskGroupedLinear.apply(inputs, weight, bias, task_masks, router)
+    for sample, task in enumerate(tasks.tolist()):
+        task_weight = weight * masks[task] if shared else weight[task]
+        assert th.allclose(outputs[sample], F.linear(inputs[sample], task_weight, bias))
+    arguments = (inputs, weight) if bias is None else (inputs, weight, bias)
+    assert th.autograd.gradcheck(lambda x, w, b=None: TaskGroupedLinear.apply(x, w, b, task_masks, router), arguments)
+    outputs.sum().backward()
+    assert weight.grad is not None
+    if not shared:
+        assert th.all(weight.grad[1] == 0), "a task absent from the batch gets a zero gradient"
 
 
 def test_warm_up_trains_task_copies_independently(two_task_layer: tuple[MultiTaskMaskedLinear, TaskRouter]) -> None:
@@ -239,6 +265,34 @@ def test_warm_up_end_freezes_every_task_and_merges() -> None:
             assert not module.independent
     overlap = task_overlap(model)
     assert overlap.shape == (2, 2) and overlap[0, 0] == 1.0 and 0.0 < overlap[0, 1] < 1.0
+
+
+def test_merge_frees_the_task_copies_and_a_merged_model_saves_and_loads(tmp_path: Path) -> None:
+    warm_up = two_task_sac()
+    warm_up.save(tmp_path / "warm_up")
+    model = two_task_sac()
+    model.learn(160, callback=MultiTaskDAPDCallback(max_warmup_steps=100, moving_average=2))
+    layers = [module for module in model.policy.modules() if isinstance(module, MultiTaskMaskedLinear)]
+    assert layers and all(layer.task_weight.numel() == layer.task_weight_stored.numel() == 0 for layer in layers)
+    copies = {id(layer.task_weight) for layer in layers}
+    for optimizer in (model.actor.optimizer, model.critic.optimizer):
+        assert not any(id(parameter) in copies for parameter in optimizer.state), "the copies' Adam moments are gone"
+
+    model.save(tmp_path / "merged")
+    loaded = SAC.load(tmp_path / "merged", env=two_task_env(), device="cpu")
+    original, restored = model.policy.state_dict(), loaded.policy.state_dict()
+    assert all(th.equal(original[key], restored[key]) for key in original)
+    mixed = np.concatenate([task_observations(0), task_observations(1)])
+    assert np.array_equal(model.predict(mixed, deterministic=True)[0], loaded.predict(mixed, deterministic=True)[0])
+    shared = loaded.policy.actor.latent_pi[0].weight.detach().clone()
+    loaded.learn(60, reset_num_timesteps=False)
+    assert not th.equal(shared, loaded.policy.actor.latent_pi[0].weight), "the merged weights go on training"
+
+    # a warm-up checkpoint brings its copies back into a merged model
+    loaded.set_parameters(str(tmp_path / "warm_up"))
+    layer = loaded.policy.actor.latent_pi[0]
+    assert layer.independent and layer.task_weight.shape == (2, *layer.weight.shape)
+    assert th.equal(layer.task_weight.detach(), warm_up.policy.actor.latent_pi[0].task_weight.detach())
 
 
 def test_without_merge_the_task_copies_stay_apart_after_the_freeze() -> None:

@@ -16,12 +16,13 @@ weights itself (TRPO). Only scoring lets gradients reach dormant weights
 (:meth:`MaskedWeightMixin.unmasked_gradients`).
 
 With several pathways (one per task), a linear layer routes every sample through its task's
-mask (:class:`TaskRouter`), in one pass per task present in the batch. Until the pathways are
-merged, each task trains its own copy of the weights (``task_weight``, shape
-``(n_pathways, *weight.shape)``, live values θ_t ⊙ m_t beside ``task_weight_stored`` as for the
-single weight); :meth:`MultiTaskMaskedLinear.merge_task_weights` averages the copies
-into the shared ``weight`` over the tasks that use each entry, and from then on the gradient of
-a shared entry is the average over those tasks, not their sum.
+mask (:class:`TaskRouter`), one matrix product per task present in the batch
+(:class:`TaskGroupedLinear`). Until the pathways are merged, each task trains its own copy of
+the weights (``task_weight``, shape ``(n_pathways, *weight.shape)``, live values θ_t ⊙ m_t
+beside ``task_weight_stored`` as for the single weight);
+:meth:`MultiTaskMaskedLinear.merge_task_weights` averages the copies into the shared
+``weight`` over the tasks that use each entry and frees them; from then on the gradient of a
+shared entry is the average over those tasks, not their sum.
 
 Recurrent layers (``nn.LSTM``) keep their stock fused forward pass too: each weight matrix
 gets a :class:`MaskedRecurrentWeight` child that holds its mask and stored values, the weight
@@ -41,6 +42,7 @@ from typing import Any
 import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 from torch.utils.hooks import unserializable_hook
 
@@ -327,10 +329,26 @@ class MultiTaskMaskedLinear(MaskedLinear):
             state_dict.setdefault(prefix + "merged", self.merged.clone())
         if copies_key in state_dict:
             state_dict.setdefault(prefix + "task_weight_stored", state_dict[copies_key])
+            # a merged layer saves no copies: take the saved layer's number of copies
+            self._resize_task_copies(state_dict[copies_key].shape[0])
         super()._load_from_state_dict(state_dict, prefix, *args)
         self._merged = bool(self.merged)
-        with th.no_grad():
-            self.task_weight.mul_(self._task_masks)
+        if self._merged:
+            self._release_task_copies()
+        else:
+            with th.no_grad():
+                self.task_weight.mul_(self._task_masks)
+
+    def _resize_task_copies(self, n_copies: int) -> None:
+        if self.task_weight.shape[0] != n_copies:
+            copies = self.weight.detach().new_zeros((n_copies, *self.weight.shape))
+            self.task_weight.data = copies
+            self.task_weight_stored = copies.clone()
+
+    def _release_task_copies(self) -> None:
+        """Free the task copies, which a merged layer never reads (nor do its optimizer and its
+        target network's soft update then pass over them)."""
+        self._resize_task_copies(0)
 
     def _register_gradient_mask(self) -> None:
         super()._register_gradient_mask()
@@ -358,7 +376,8 @@ class MultiTaskMaskedLinear(MaskedLinear):
         return super().pathway_weight(pathway)
 
     def task_full_weight(self) -> th.Tensor:
-        """θ of every task copy: live values on the task's pathway, stored values elsewhere."""
+        """θ of every task copy: live values on the task's pathway, stored values elsewhere
+        (before merging: a merged layer has no copies)."""
         return th.where(self.weight_mask, self.task_weight.detach(), self.task_weight_stored)
 
     def _connections(self) -> list[tuple[th.Tensor, th.Tensor]]:
@@ -369,6 +388,9 @@ class MultiTaskMaskedLinear(MaskedLinear):
 
     @th.no_grad()
     def set_mask(self, mask: th.Tensor) -> None:
+        if not self.independent:
+            super().set_mask(mask)
+            return
         task_full = self.task_full_weight()
         super().set_mask(mask)
         self.task_weight_stored.copy_(task_full)
@@ -381,15 +403,14 @@ class MultiTaskMaskedLinear(MaskedLinear):
     @th.no_grad()
     def merge_task_weights(self) -> None:
         """Average the task copies into the shared weight, over the tasks that use each entry
-        (entries no task uses keep their stored value); the copies are no longer read."""
+        (entries no task uses keep their stored value); the copies are then freed."""
         if not self.independent:
             return
         users = self.weight_mask.sum(dim=0)
         summed = (self.task_weight * self.weight_mask).sum(dim=0)
         merged = th.where(users > 0, summed / users.clamp(min=1), self.full_weight())
         self.set_full_weight(merged)
-        self.task_weight_stored.copy_(merged.unsqueeze(0).expand_as(self.task_weight))
-        self.task_weight.copy_(self.task_weight_stored * self._task_masks)
+        self._release_task_copies()
         self.merged.fill_(True)
         self._merged = True
         self._refresh_gradient_mask()
@@ -398,19 +419,88 @@ class MultiTaskMaskedLinear(MaskedLinear):
         router = self.task_router
         assert router is not None, "a multi-task layer needs the policy's TaskRouter"
         router.check(inputs.shape[0])
-        weights: th.Tensor
         if self.independent:
-            weights = self.task_weight  # dormant entries are zeros, as in the shared weight
-        elif self.score_dense:
+            # dormant entries of the copies are zeros, as in the shared weight
+            return TaskGroupedLinear.apply(inputs, self.task_weight, self.bias, None, router)
+        if self.score_dense:
             return F.linear(inputs, self.weight, self.bias)
-        else:
-            weights = self.weight * self._task_masks
-        outputs = [
-            F.linear(chunk, weight, self.bias)
-            for weight, chunk, count in zip(weights.unbind(0), inputs[router.order].split(router.counts), router.counts)
-            if count
-        ]
-        return th.cat(outputs)[router.inverse]
+        return TaskGroupedLinear.apply(inputs, self.weight, self.bias, self._task_masks, router)
+
+
+class TaskGroupedLinear(th.autograd.Function):
+    """
+    The product of a multi-task layer: every sample goes through its task's weight, one matrix
+    product per task present in the batch, each written in place into one output (and, going
+    back, into one gradient), so that no per-task tensor is stacked or concatenated.
+
+    Called as ``TaskGroupedLinear.apply(inputs, weight, bias, task_masks, router)``:
+
+    - ``task_masks=None``: ``weight`` holds one copy per task, ``(n_tasks, out, in)``, and its
+      gradient is each task's own;
+    - ``task_masks`` ``(n_tasks, out, in)`` floats: ``weight`` ``(out, in)`` is shared and task
+      ``t`` uses ``weight * task_masks[t]``, formed one task at a time in a single scratch
+      matrix; the gradient of ``weight`` is the sum over tasks of each task's masked gradient.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        inputs: th.Tensor,
+        weight: th.Tensor,
+        bias: th.Tensor | None,
+        task_masks: th.Tensor | None,
+        router: TaskRouter,
+    ) -> th.Tensor:
+        grouped = inputs[router.order]
+        outputs = grouped.new_empty(grouped.shape[0], weight.shape[-2])
+        scratch = None if task_masks is None else th.empty_like(weight)
+        for task, rows in _task_rows(router.counts):
+            task_weight = weight[task] if task_masks is None else th.mul(weight, task_masks[task], out=scratch)
+            if bias is None:
+                th.mm(grouped[rows], task_weight.t(), out=outputs[rows])
+            else:
+                th.addmm(bias, grouped[rows], task_weight.t(), out=outputs[rows])
+        ctx.save_for_backward(grouped, weight, task_masks, router.order, router.inverse)
+        ctx.counts = router.counts
+        ctx.has_bias = bias is not None
+        return outputs[router.inverse]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_outputs: th.Tensor) -> tuple[th.Tensor | None, ...]:
+        grouped, weight, task_masks, order, inverse = ctx.saved_tensors
+        needs_inputs, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        grad_outputs = grad_outputs[order]
+        grad_grouped = th.empty_like(grouped) if needs_inputs else None
+        grad_weight = None
+        if needs_weight:
+            # independent copies: a task absent from the batch gets a zero gradient
+            grad_weight = th.zeros_like(weight) if task_masks is not None or 0 in ctx.counts else th.empty_like(weight)
+        scratch = None if task_masks is None else th.empty_like(weight)
+        product = None if task_masks is None or not needs_weight else th.empty_like(weight)
+        for task, rows in _task_rows(ctx.counts):
+            task_grad_outputs = grad_outputs[rows]
+            if grad_grouped is not None:
+                task_weight = weight[task] if task_masks is None else th.mul(weight, task_masks[task], out=scratch)
+                th.mm(task_grad_outputs, task_weight, out=grad_grouped[rows])
+            if grad_weight is not None:
+                if task_masks is None:
+                    th.mm(task_grad_outputs.t(), grouped[rows], out=grad_weight[task])
+                else:
+                    task_gradient = th.mm(task_grad_outputs.t(), grouped[rows], out=product)
+                    grad_weight.addcmul_(task_gradient, task_masks[task])
+        grad_inputs = None if grad_grouped is None else grad_grouped[inverse]
+        grad_bias = grad_outputs.sum(dim=0) if needs_bias and ctx.has_bias else None
+        return grad_inputs, grad_weight, grad_bias, None, None
+
+
+def _task_rows(counts: list[int]) -> Iterator[tuple[int, slice]]:
+    """``(task, rows of its samples)`` for every task present in a batch sorted by task."""
+    start = 0
+    for task, count in enumerate(counts):
+        if count:
+            yield task, slice(start, start + count)
+            start += count
 
 
 class MaskedConv2d(MaskedWeightMixin, nn.Conv2d):

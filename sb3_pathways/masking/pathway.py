@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch as th
 
-from sb3_pathways.masking.layers import MaskedWeightMixin
+from sb3_pathways.masking.layers import MaskedWeightMixin, MultiTaskMaskedLinear
 from sb3_pathways.masking.optimizer_state import update_optimizer_state
 from sb3_pathways.masking.selection import (
     balanced_scores,
@@ -188,9 +188,11 @@ class NetworkPathway:
 
 def merge_task_weights(network: NetworkPathway) -> None:
     """Merge the per-task weight copies of a multi-task network (and its targets) into its
-    shared weights (see :meth:`~sb3_pathways.masking.layers.MultiTaskMaskedLinear.merge_task_weights`)."""
+    shared weights (see :meth:`~sb3_pathways.masking.layers.MultiTaskMaskedLinear.merge_task_weights`);
+    the optimizer state of the copies is dropped with them."""
     for name, layer in network.layers.items():
         for merged_layer in [layer, *network.followers.get(name, [])]:
-            merge = getattr(merged_layer, "merge_task_weights", None)
-            if merge is not None:
-                merge()
+            if isinstance(merged_layer, MultiTaskMaskedLinear):
+                for optimizer in network.optimizers:
+                    optimizer.state.pop(merged_layer.task_weight, None)  # the copies' Adam moments
+                merged_layer.merge_task_weights()
