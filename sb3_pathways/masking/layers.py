@@ -451,7 +451,7 @@ class TaskGroupedLinear(th.autograd.Function):
         task_masks: th.Tensor | None,
         router: TaskRouter,
     ) -> th.Tensor:
-        grouped = inputs[router.order]
+        grouped = inputs.index_select(0, router.order)
         outputs = grouped.new_empty(grouped.shape[0], weight.shape[-2])
         scratch = None if task_masks is None else th.empty_like(weight)
         for task, rows in _task_rows(router.counts):
@@ -463,14 +463,14 @@ class TaskGroupedLinear(th.autograd.Function):
         ctx.save_for_backward(grouped, weight, task_masks, router.order, router.inverse)
         ctx.counts = router.counts
         ctx.has_bias = bias is not None
-        return outputs[router.inverse]
+        return outputs.index_select(0, router.inverse)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_outputs: th.Tensor) -> tuple[th.Tensor | None, ...]:
         grouped, weight, task_masks, order, inverse = ctx.saved_tensors
         needs_inputs, needs_weight, needs_bias = ctx.needs_input_grad[:3]
-        grad_outputs = grad_outputs[order]
+        grad_outputs = grad_outputs.index_select(0, order)
         grad_grouped = th.empty_like(grouped) if needs_inputs else None
         grad_weight = None
         if needs_weight:
@@ -489,7 +489,7 @@ class TaskGroupedLinear(th.autograd.Function):
                 else:
                     task_gradient = th.mm(task_grad_outputs.t(), grouped[rows], out=product)
                     grad_weight.addcmul_(task_gradient, task_masks[task])
-        grad_inputs = None if grad_grouped is None else grad_grouped[inverse]
+        grad_inputs = None if grad_grouped is None else grad_grouped.index_select(0, inverse)
         grad_bias = grad_outputs.sum(dim=0) if needs_bias and ctx.has_bias else None
         return grad_inputs, grad_weight, grad_bias, None, None
 
