@@ -451,6 +451,7 @@ class TaskGroupedLinear(th.autograd.Function):
         task_masks: th.Tensor | None,
         router: TaskRouter,
     ) -> th.Tensor:
+        """Every sample through its task's weight (see the class documentation)."""
         grouped = inputs.index_select(0, router.order)
         outputs = grouped.new_empty(grouped.shape[0], weight.shape[-2])
         scratch = None if task_masks is None else th.empty_like(weight)
@@ -468,6 +469,7 @@ class TaskGroupedLinear(th.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_outputs: th.Tensor) -> tuple[th.Tensor | None, ...]:
+        """Gradients of the inputs, the weight and the bias, one task at a time."""
         grouped, weight, task_masks, order, inverse = ctx.saved_tensors
         needs_inputs, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_outputs = grad_outputs.index_select(0, order)
