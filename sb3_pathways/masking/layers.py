@@ -463,7 +463,6 @@ class TaskGroupedLinear(th.autograd.Function):
                 th.addmm(bias, grouped[rows], task_weight.t(), out=outputs[rows])
         ctx.save_for_backward(grouped, weight, task_masks, router.order, router.inverse)
         ctx.counts = router.counts
-        ctx.has_bias = bias is not None
         return outputs.index_select(0, router.inverse)
 
     @staticmethod
@@ -492,7 +491,7 @@ class TaskGroupedLinear(th.autograd.Function):
                     task_gradient = th.mm(task_grad_outputs.t(), grouped[rows], out=product)
                     grad_weight.addcmul_(task_gradient, task_masks[task])
         grad_inputs = None if grad_grouped is None else grad_grouped.index_select(0, inverse)
-        grad_bias = grad_outputs.sum(dim=0) if needs_bias and ctx.has_bias else None
+        grad_bias = grad_outputs.sum(dim=0) if needs_bias else None  # False for a missing bias
         return grad_inputs, grad_weight, grad_bias, None, None
 
 
