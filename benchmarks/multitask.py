@@ -17,6 +17,7 @@ redone.
     python benchmarks/multitask.py ... --balanced        # every task the same share of each batch
     python benchmarks/multitask.py ... --max-warmup-fraction 0.1   # freeze after a tenth of the budget
     python benchmarks/multitask.py ... --no-merge       # DAPD keeps the task copies apart after the freeze
+    python benchmarks/multitask.py ... --networks actor # DAPD rescores the actor; the critic keeps its ERK masks
 
 ``--speed`` times ``model.train`` of dense multi-task SAC and of the pathway policy during
 warm-up (ten weight copies) and after merging, on one shared replay buffer, alternating within
@@ -102,13 +103,15 @@ def network_suffix(args: argparse.Namespace) -> str:
 
 
 def run_file_name(method: str, seed: int, args: argparse.Namespace) -> str:
-    """``<method>_seed<seed>_<steps><network suffix>[_balanced][_warmup<fraction>][_nomerge].json``. Fused
+    """``<method>_seed<seed>_<steps><network suffix>[_balanced][_warmup<fraction>][_nomerge][_<networks>].json``
+    (the last when DAPD rescores only some networks). Fused
     Adam computes the same update, so it is recorded in the run (``fused_adam``) but does not
     name a run of its own."""
     balanced = "_balanced" if args.balanced else ""
     warmup = "" if args.max_warmup_fraction is None else f"_warmup{args.max_warmup_fraction:g}"
     no_merge = "_nomerge" if args.no_merge and method == "dapd" else ""
-    return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}{balanced}{warmup}{no_merge}.json"
+    rescored = "" if args.networks == ["all"] or method != "dapd" else "_" + "-".join(args.networks)
+    return f"{method}_seed{seed}_{args.steps}{network_suffix(args)}{balanced}{warmup}{no_merge}{rescored}.json"
 
 
 def speed_file_name(args: argparse.Namespace) -> str:
@@ -137,6 +140,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
                 max_warmup_steps=args.max_warmup_steps,
                 max_warmup_fraction=args.max_warmup_fraction,
                 merge=not args.no_merge,
+                networks="all" if args.networks == ["all"] else args.networks,
             )
         )
     model = SAC(
@@ -175,6 +179,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "fused_adam": args.fused_adam,
         "task_balanced_batches": args.balanced,
         "merge": not args.no_merge,
+        "rescored_networks": args.networks,
         "training_episodes": training_success.episodes,
         "versions": package_versions("metaworld"),
     }
@@ -233,6 +238,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--no-merge", action="store_true", help="DAPD keeps each task's weight copy after the freeze (no merge)"
+    )
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        default=["all"],
+        help="networks DAPD rescores: all (default), or names such as actor (the others keep their ERK masks)",
     )
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument(

@@ -15,7 +15,11 @@ absolute error of ``predict`` against the dataset's actions on 2,000 fixed trans
 - ``actor-only``: the ``pathway`` single shot on the actor alone, the critic and value
   networks a static ERK mask per task (``networks=("actor",)``, ``mask_init="erk"``);
 - ``shared``: the ``pathway`` single shot with one mask for all tasks (``n_tasks=1``): a plain
-  sparse network that reads the task from the observation's one-hot, as ``mt`` does.
+  sparse network that reads the task from the observation's one-hot, as ``mt`` does;
+- ``plain-bc``: no package code at all: a 2x256 PyTorch MLP with a static uniform random mask
+  per layer at ``--sparsity`` (dense at 0), fitted to the dataset's actions by mean squared
+  error (behaviour cloning) with Adam, batch 256: how fast a sparse network of this size fits
+  this data on its own.
 
 ``--learning-rate`` sets every arm's Adam step size (IQL's 3e-4 by default), ``--reward-scale``
 IQL's ``reward_scale`` (its default ``auto``; the records under ``results/offline/probe_*.json``
@@ -26,11 +30,13 @@ with sparsity.
 
     python benchmarks/offline_probe.py mt pathway rescale erk balanced actor-only --steps 2000
     python benchmarks/offline_probe.py pathway --sparsity 0 0.8 0.95 --steps 2000
+    python benchmarks/offline_probe.py plain-bc --sparsity 0 0.8 0.95 --steps 2000
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -43,7 +49,7 @@ from sb3_pathways.masking.layers import MaskedWeightMixin
 from sb3_pathways.multitask import make_mt10_env
 from sb3_pathways.offline import IQL, SingleShotPathways, load_minari
 
-ARMS = ("mt", "pathway", "rescale", "erk", "balanced", "actor-only", "shared")
+ARMS = ("mt", "pathway", "rescale", "erk", "balanced", "actor-only", "shared", "plain-bc")
 DATASET = "sb3_pathways/mt10/expert-10ep-v0"
 
 
@@ -75,6 +81,52 @@ def rescale_to_dense_fan_in(model: IQL) -> None:
         gain = (masks.shape[-1] / (active_inputs.sum(0) / users).clamp(min=1)).sqrt()
         gain = gain.view(-1, *([1] * (module.weight.dim() - 1)))
         module.set_full_weight(module.full_weight() * gain)
+
+
+def plain_behaviour_cloning(steps: int, seed: int, sparsity: float, learning_rate: float) -> dict[str, Any]:
+    """The ``plain-bc`` arm (see the module documentation), measured as :func:`probe` measures."""
+    dataset = load_minari(DATASET)
+    observations = th.as_tensor(dataset.observations, dtype=th.float32)
+    actions = th.as_tensor(dataset.actions, dtype=th.float32).clamp(-1, 1)
+    rows = th.as_tensor(np.random.default_rng(seed).choice(len(dataset), 2_000, replace=False))
+    th.manual_seed(seed)
+    widths = (observations.shape[1], 256, 256, actions.shape[1])
+    layers = [th.nn.Linear(n_in, n_out) for n_in, n_out in itertools.pairwise(widths)]
+    network = th.nn.Sequential(layers[0], th.nn.ReLU(), layers[1], th.nn.ReLU(), layers[2], th.nn.Tanh())
+    masks = [(th.rand(layer.weight.shape) >= sparsity).float() for layer in layers]
+    with th.no_grad():
+        for layer, mask in zip(layers, masks):
+            layer.weight.mul_(mask)
+    stds: list[float] = []
+    hooks = [
+        layer.register_forward_hook(lambda _m, _i, output: stds.append(round(float(output.std()), 4))) for layer in layers
+    ]
+    with th.no_grad():
+        network(observations[rows[:512]])
+    for hook in hooks:
+        hook.remove()
+    optimizer = th.optim.Adam(network.parameters(), lr=learning_rate)
+    errors = {}
+    for step in range(1, steps + 1):
+        batch = th.randint(len(observations), (256,))
+        loss = ((network(observations[batch]) - actions[batch]) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        for layer, mask in zip(layers, masks):
+            layer.weight.grad.mul_(mask)  # type: ignore[union-attr]
+        optimizer.step()
+        if step % 500 == 0:
+            with th.no_grad():
+                errors[step] = round(float((network(observations[rows]) - actions[rows]).abs().mean()), 4)
+            print(f"plain-bc {sparsity}", step, "action error", errors[step], flush=True)
+    return {
+        "arm": "plain-bc",
+        "seed": seed,
+        "learning_rate": learning_rate,
+        "sparsity": sparsity,
+        "std": stds,
+        "action_error": errors,
+    }
 
 
 def probe(
@@ -135,7 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     th.set_num_threads(1)
     records = [
-        probe(arm, args.steps, args.seed, sparsity, args.learning_rate, args.reward_scale)
+        plain_behaviour_cloning(args.steps, args.seed, sparsity, args.learning_rate)
+        if arm == "plain-bc"
+        else probe(arm, args.steps, args.seed, sparsity, args.learning_rate, args.reward_scale)
         for arm in args.arms
         for sparsity in ([0.95] if arm == "mt" else args.sparsity)
     ]
