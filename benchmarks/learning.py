@@ -12,7 +12,13 @@ runs and this benchmark); every method uses the same settings.
 
 Every run is evaluated every ``eval_freq`` steps on deterministic episodes and writes one
 JSON under ``--results``; runs already there are not redone, so an interrupted benchmark
-resumes (``--commit`` commits each finished run to git, so a fresh clone resumes too). The
+resumes (``--commit`` commits each finished run to git, so a fresh clone resumes too). A run
+itself also resumes: every ``--checkpoint-every`` steps (rounded up to a multiple of
+``eval_freq``) it saves the model, its replay buffer and its evaluations so far under
+``<env>/checkpoints/`` (not committed), and a run started again goes on from its last
+checkpoint; its record lists the steps it resumed from (``resumed_from``). A resumed run
+continues the same model, optimizer, buffer and pathway state, with fresh random streams
+and a fresh first episode, so it is not bit-identical to an uninterrupted one. The
 summary covers every record under ``--results`` with the same step budget, those of earlier
 calls included, and gives, per env and method: final return (mean of the last ``--last-evals``
 evaluations, as the paper), return relative to dense, and the area under the learning curve
@@ -32,8 +38,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -93,6 +101,9 @@ class RunSpec:
 
     def path(self, results: Path) -> Path:
         return results / self.env / f"{self.label}_seed{self.seed}_{self.steps}.json"
+
+    def checkpoint_dir(self, results: Path) -> Path:
+        return results / self.env / "checkpoints" / f"{self.label}_seed{self.seed}_{self.steps}"
 
 
 #: preset -> list of (envs, methods, steps, eval_freq); seeds and last-evals per preset; a preset
@@ -191,11 +202,32 @@ def _resolve_objective(dapd_kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**dapd_kwargs, "objective": getattr(importlib.import_module(module), function)}
 
 
-def run(spec: RunSpec, results: Path) -> dict[str, Any]:
-    """Train and evaluate one run; write and return its record (read back if it exists)."""
+def save_checkpoint(model: Any, directory: Path, progress: dict[str, Any]) -> None:
+    """Model, replay buffer and ``progress`` (evaluations, seconds, steps) under ``directory``,
+    written beside it first and then moved in place, so that a run killed while saving
+    keeps its previous checkpoint."""
+    staging = directory.with_name(directory.name + ".saving")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save(staging / "model.zip")
+    model.save_replay_buffer(staging / "replay_buffer.pkl")
+    (staging / "progress.json").write_text(json.dumps(progress))
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+
+
+def run(spec: RunSpec, results: Path, checkpoint_every: int = 0) -> dict[str, Any]:
+    """
+    Train and evaluate one run; write and return its record (read back if it exists).
+
+    :param checkpoint_every: save a checkpoint every this many steps, rounded up to a multiple
+        of the spec's ``eval_freq`` (0: never); a checkpoint left by an earlier call is resumed
+    """
     path = spec.path(results)
     if path.exists():
         return json.loads(path.read_text())
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be 0 (no checkpoints) or a number of steps, got {checkpoint_every}")
     import torch as th
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
@@ -229,6 +261,9 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         "gmp": lambda: GMPCallback(),
     }
     evaluations: list[tuple[int, float]] = []
+    checkpoint = spec.checkpoint_dir(results)
+    period = math.lcm(checkpoint_every, spec.eval_freq) if checkpoint_every else 0
+    progress: dict[str, Any] = {"seconds": 0.0, "resumed_from": []}
 
     class RecordEvaluation(BaseCallback):
         def _on_step(self) -> bool:
@@ -236,15 +271,38 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
             evaluations.append((self.num_timesteps, float(self.parent.last_mean_reward)))
             return True
 
+    class SaveCheckpoint(BaseCallback):
+        """At the start of a rollout: the last one's mask update and gradient steps are done."""
+
+        last_saved = 0
+
+        def _on_rollout_start(self) -> None:
+            if period and self.num_timesteps // period > self.last_saved // period:
+                self.last_saved = self.num_timesteps
+                seconds = progress["seconds"] + time.perf_counter() - start
+                save_checkpoint(self.model, checkpoint, {**progress, "seconds": seconds, "evaluations": evaluations})
+
+        def _on_step(self) -> bool:
+            return True
+
     start = time.perf_counter()
-    model = SAC(
-        "PathwayPolicy" if sparse else "MlpPolicy",
-        spec.env,
-        seed=spec.seed,
-        device=spec.device,
-        policy_kwargs=policy_kwargs,
-        **sac_kwargs,
-    )
+    if (checkpoint / "progress.json").exists():
+        progress = json.loads((checkpoint / "progress.json").read_text())
+        evaluations.extend((step, value) for step, value in progress.pop("evaluations"))
+        model = SAC.load(checkpoint / "model.zip", env=make_vec_env(spec.env), device=spec.device)
+        model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+        model.set_random_seed(spec.seed + model.num_timesteps)
+        progress["resumed_from"].append(model.num_timesteps)
+        print(f"{spec.env} {spec.label} seed {spec.seed}: resumed at step {model.num_timesteps}", flush=True)
+    else:
+        model = SAC(
+            "PathwayPolicy" if sparse else "MlpPolicy",
+            spec.env,
+            seed=spec.seed,
+            device=spec.device,
+            policy_kwargs=policy_kwargs,
+            **sac_kwargs,
+        )
     callbacks: list[BaseCallback] = [
         EvalCallback(
             make_vec_env(spec.env, seed=spec.seed + 1000),
@@ -254,10 +312,12 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
             verbose=0,
         )
     ]
-    if spec.method in updaters:
-        callbacks.append(updaters[spec.method]())
-    model.learn(spec.steps, callback=callbacks)
-    rule = getattr(callbacks[-1], "updater", None)
+    pathway_callback = updaters[spec.method]() if spec.method in updaters else None
+    if pathway_callback is not None:
+        callbacks.append(pathway_callback)
+    callbacks.append(SaveCheckpoint())
+    model.learn(spec.steps - model.num_timesteps, callback=callbacks, reset_num_timesteps=model.num_timesteps == 0)
+    rule = getattr(pathway_callback, "updater", None)
     record: dict[str, Any] = {
         **asdict(spec),
         "label": spec.label,
@@ -267,7 +327,8 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         "selection": {key: getattr(rule, key) for key in SELECTION_SETTINGS if hasattr(rule, key)} or None,
         "eval_steps": [step for step, _ in evaluations],
         "eval_returns": [value for _, value in evaluations],
-        "seconds": time.perf_counter() - start,
+        "seconds": progress["seconds"] + time.perf_counter() - start,
+        "resumed_from": progress["resumed_from"],
         "versions": package_versions(),
         "machine": machine_description(),
         "source_commit": SOURCE_COMMIT,
@@ -276,11 +337,13 @@ def run(spec: RunSpec, results: Path) -> dict[str, Any]:
         state = getattr(model, "pathway_discovery", None)
         record.update(
             mask_updates=state.n_updates if state else 0,
+            mask_update_steps=[step for step, _ in state.mask_changes] if state else [],
             frozen_step=state.frozen_step if state else None,
             sparsity={name: s.sparsity for name, s in sb3_pathways.pathway_stats(model).items()},
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2))
+    shutil.rmtree(checkpoint, ignore_errors=True)
     return record
 
 
@@ -317,11 +380,13 @@ def execute(
     workers: int,
     commit: bool,
     submitit_cluster: str | None = None,
+    checkpoint_every: int = 0,
 ) -> list[dict[str, Any]]:
     """
     Run every spec not yet done, on local processes or a cluster engine: Ray (joins the
     cluster of ``RAY_ADDRESS``, or starts a local one with ``workers`` CPUs) or submitit
     (SLURM when available, else local processes; ``submitit_cluster`` forces one).
+    ``checkpoint_every``: see :func:`run`.
     """
     todo = [spec for spec in specs if not spec.path(results).exists()]
     print(f"{len(specs) - len(todo)} of {len(specs)} runs already done; running {len(todo)}", flush=True)
@@ -329,7 +394,7 @@ def execute(
         _ship_this_module_by_value(executor)
     if executor == "local":
         with ProcessPoolExecutor(workers) as pool:
-            futures = {pool.submit(run, spec, results): spec for spec in todo}
+            futures = {pool.submit(run, spec, results, checkpoint_every): spec for spec in todo}
             for future in as_completed(futures):
                 _finished(future.result(), futures[future].path(results), commit)
     elif executor == "ray":
@@ -339,7 +404,7 @@ def execute(
             address = os.environ.get("RAY_ADDRESS")
             ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
         remote = ray.remote(num_cpus=1)(run)
-        pending = {remote.remote(spec, results): spec for spec in todo}
+        pending = {remote.remote(spec, results, checkpoint_every): spec for spec in todo}
         while pending:
             done, _ = ray.wait(list(pending))
             spec = pending.pop(done[0])
@@ -349,7 +414,7 @@ def execute(
 
         cluster = submitit.AutoExecutor(folder=results / "submitit", cluster=submitit_cluster)
         cluster.update_parameters(cpus_per_task=1, timeout_min=24 * 60)
-        jobs = [(cluster.submit(run, spec, results), spec) for spec in todo]
+        jobs = [(cluster.submit(run, spec, results, checkpoint_every), spec) for spec in todo]
         for job, spec in jobs:
             _finished(job.result(), spec.path(results), commit)
     else:
@@ -496,6 +561,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
     parser.add_argument("--results", type=Path, default=None, help="default: benchmarks/results/learning[/PRESET]")
     parser.add_argument("--commit", action="store_true", help="git-commit each finished run's JSON")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=25_000,
+        help="steps between a run's checkpoints (rounded up to a multiple of the eval frequency; 0: none)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device of every run (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--submitit-cluster", choices=["slurm", "local", "debug"], default=None, help="default: auto")
     parser.add_argument("--settings", choices=SETTINGS, default="zoo", help="zoo: hyperparams/sac.yml; sb3: SB3 defaults")
@@ -518,7 +589,11 @@ def main(argv: list[str] | None = None) -> None:
     args.results = args.results.resolve()
     specs, last_evals = specs_from_args(args)
     if not args.summarise:
-        execute(specs, args.results, args.executor, args.workers, args.commit, args.submitit_cluster)
+        if args.checkpoint_every < 0:
+            raise SystemExit(
+                f"--checkpoint-every must be 0 (no checkpoints) or a number of steps, got {args.checkpoint_every}"
+            )
+        execute(specs, args.results, args.executor, args.workers, args.commit, args.submitit_cluster, args.checkpoint_every)
     # every record of these budgets, so that runs made one at a time still give the whole table
     steps = {spec.steps for spec in specs}
     records = [

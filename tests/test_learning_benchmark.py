@@ -161,3 +161,46 @@ def test_a_preset_runs_the_envs_seeds_and_variant_asked_for(learning) -> None:
         specs("--envs", "Pendulum-v1")
     with pytest.raises(SystemExit, match="--steps cannot be given with --preset"):
         specs("--steps", "10")
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(learning, tmp_path: Path, monkeypatch) -> None:
+    spec = learning.RunSpec(
+        "dapd",
+        "Pendulum-v1",
+        0,
+        600,
+        100,
+        eval_episodes=1,
+        settings="sb3",
+        dapd_kwargs='{"max_warmup_fraction": null}',  # rescored after every 200-step episode
+        sac_kwargs='{"learning_starts": 100}',
+    )
+    uninterrupted = learning.run(spec, tmp_path / "uninterrupted", checkpoint_every=0)
+    assert uninterrupted["resumed_from"] == []
+
+    class Killed(Exception):
+        pass
+
+    save_checkpoint = learning.save_checkpoint
+
+    def save_then_die(model, directory: Path, progress: dict) -> None:
+        save_checkpoint(model, directory, progress)
+        raise Killed  # the process dies just after its first checkpoint
+
+    monkeypatch.setattr(learning, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        learning.run(spec, tmp_path, checkpoint_every=200)  # at 200 and 400, episode ends
+    checkpoint = spec.checkpoint_dir(tmp_path)
+    progress = json.loads((checkpoint / "progress.json").read_text())
+    assert [step for step, _ in progress["evaluations"]] == [100, 200]
+    monkeypatch.undo()
+
+    record = learning.run(spec, tmp_path, checkpoint_every=200)
+    assert record["resumed_from"] == [200]
+    assert record["eval_steps"] == [100, 200, 300, 400, 500, 600]
+    assert record["eval_returns"][:2] == [value for _, value in progress["evaluations"]]
+    # the update at the end of the episode before the checkpoint travelled with it
+    assert record["mask_update_steps"] == uninterrupted["mask_update_steps"] == [101, 200, 400, 600]
+    assert record["mask_updates"] == uninterrupted["mask_updates"] == 4
+    assert record["sparsity"]["actor"] == pytest.approx(0.95, abs=1e-3)
+    assert not checkpoint.exists() and spec.path(tmp_path).exists()
