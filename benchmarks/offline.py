@@ -25,6 +25,7 @@ under ``--results``; runs already there are not redone, so a stopped benchmark r
     python benchmarks/offline.py --preset cpu --commit            # 3 seeds, ~30 min per seed here
     python benchmarks/offline.py --preset cpu --algos iql --seeds 0   # one algorithm, one seed
     python benchmarks/offline.py --preset sizes --commit          # BCQ on 10k / 50k / 100k transitions
+    python benchmarks/offline.py --preset sizes --episodes-per-task 20 --seeds 1   # 100k only, one seed
     python benchmarks/offline.py --preset paper                   # 1M gradient steps, 5 seeds
     python benchmarks/offline.py --preset cpu --summarise         # table and figure of the runs so far
 """
@@ -356,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the preset's")
     parser.add_argument("--steps", type=int, default=None, help="gradient steps of every run (default: the preset's)")
+    parser.add_argument(
+        "--episodes-per-task",
+        nargs="+",
+        type=int,
+        default=None,
+        help="dataset sizes, in scripted episodes per task (500 transitions each; default: the preset's)",
+    )
     parser.add_argument("--quality", default="expert", choices=sorted(QUALITIES), help="dataset quality")
     parser.add_argument("--sparsity", type=float, default=0.95)
     parser.add_argument(
@@ -379,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     if not args.summarise:
         for seed in args.seeds or preset["seeds"]:
-            for episodes_per_task in preset["episodes_per_task"]:
+            for episodes_per_task in args.episodes_per_task or preset["episodes_per_task"]:
                 for algo in args.algos or preset["algos"]:
                     steps = args.steps or preset["steps"][algo]
                     for method in args.methods:
