@@ -276,6 +276,9 @@ def run(spec: RunSpec, results: Path, checkpoint_every: int = 0) -> dict[str, An
 
         last_saved = 0
 
+        def _on_training_start(self) -> None:
+            self.last_saved = self.num_timesteps  # a resumed run does not save its checkpoint again
+
         def _on_rollout_start(self) -> None:
             if period and self.num_timesteps // period > self.last_saved // period:
                 self.last_saved = self.num_timesteps
