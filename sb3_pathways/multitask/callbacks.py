@@ -106,8 +106,9 @@ class MultiTaskDAPDCallback(PathwayUpdateCallback):
     :param cover_inputs: every input unit of every layer keeps a connection in each task's
         pathway (see :class:`~sb3_pathways.DAPDCallback`)
     :param networks: the networks rescored (see :class:`~sb3_pathways.DAPDCallback`):
-        ``"all"`` by default (single-task SAC rescores its actor alone by default; multi-task
-        has not been measured that way yet), ``"default"`` or network names
+        ``"all"`` by default (single-task SAC rescores its actor alone by default; on MT10 the
+        actor alone did as well as every network, not better: docs/benchmarks.md),
+        ``"default"`` or network names
     :param merge: merge the task copies into the shared network once every task is frozen
         (the paper's freeze and merge); ``False`` keeps each task's copy for the rest of
         training (no weight is shared between tasks)
