@@ -259,6 +259,12 @@ def group_runs(records: list[dict[str, Any]]) -> dict[GroupKey, list[dict[str, A
     return groups
 
 
+def setting_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Order of a ``(algorithm, dataset, transitions, ...)`` group: by algorithm, then dataset
+    size (10k before 50k before 100k), then the rest."""
+    return (key[0], key[2], key[1], *key[3:])
+
+
 def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """A markdown table (mean ± std success over seeds, weights and FLOPs per task) and its data."""
     groups = group_runs(records)
@@ -268,7 +274,9 @@ def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     summary: dict[str, Any] = {}
-    for (algo, dataset, transitions, steps, rewards, method), group in sorted(groups.items()):
+    for (algo, dataset, transitions, steps, rewards, method), group in sorted(
+        groups.items(), key=lambda item: setting_order(item[0])
+    ):
         successes = [record["mean_success"] for record in group]
         std = statistics.stdev(successes) if len(successes) > 1 else 0.0
         costs = group[0]["per_task_costs"]
@@ -301,7 +309,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     groups = group_runs(records)
-    panels = sorted({key[:-1] for key in groups})  # one per setting; its bars are the methods
+    panels = sorted({key[:-1] for key in groups}, key=setting_order)  # one per setting; its bars are the methods
     figure, axes = plt.subplots(len(panels), 1, figsize=(11, 3.4 * len(panels)), squeeze=False)
     colours = {
         "pathway": "tab:green",
