@@ -320,7 +320,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
     }
     width = 0.8 / len(METHODS)
     for axis, panel in zip(axes[:, 0], panels):
-        algo, dataset, _, steps, rewards = panel
+        algo, dataset, transitions, steps, rewards = panel
         for offset, method in enumerate(METHODS):
             group = groups.get((*panel, method))
             if not group:
@@ -339,7 +339,10 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
         )
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("success rate")
-        axis.set_title(f"{algo.upper()} on {dataset}, {steps:,} gradient steps, rewards {rewards}", fontsize=10)
+        axis.set_title(
+            f"{algo.upper()} on {dataset} ({transitions:,} transitions), {steps:,} gradient steps, rewards {rewards}",
+            fontsize=10,
+        )
         axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
