@@ -16,9 +16,10 @@ resumes (``--commit`` commits each finished run to git, so a fresh clone resumes
 itself also resumes: every ``--checkpoint-every`` steps (rounded up to a multiple of
 ``eval_freq``) it saves the model, its replay buffer and its evaluations so far under
 ``<env>/checkpoints/`` (not committed; about 300 MB with SAC's 1M-transition buffer, removed
-when the run ends), and a run started again goes on from its last checkpoint; its record lists the steps it resumed from (``resumed_from``). A resumed run
-continues the same model, optimizer, buffer and pathway state, with fresh random streams
-and a fresh first episode, so it is not bit-identical to an uninterrupted one. The
+when the run ends), and a run started again goes on from its last checkpoint; its record
+lists the steps it resumed from (``resumed_from``). A resumed run continues the same model,
+optimizer, buffer and pathway state, with fresh random streams and a fresh first episode, so
+it is not bit-identical to an uninterrupted one. The
 summary covers every record under ``--results`` with the same step budget, those of earlier
 calls included, and gives, per env and method: final return (mean of the last ``--last-evals``
 evaluations, as the paper), return relative to dense, and the area under the learning curve

@@ -53,16 +53,16 @@ ARMS = ("mt", "pathway", "rescale", "erk", "balanced", "actor-only", "shared", "
 DATASET = "sb3_pathways/mt10/expert-10ep-v0"
 
 
-def actor_preactivation_std(model: IQL, observations: np.ndarray) -> list[float]:
-    """Standard deviation of every linear layer's output in the actor."""
+def preactivation_std(network: th.nn.Module, observations: np.ndarray, **forward_kwargs: Any) -> list[float]:
+    """Standard deviation of every linear layer's output in ``network`` on ``observations``."""
     stds: list[float] = []
     hooks = [
         module.register_forward_hook(lambda _module, _inputs, output: stds.append(round(float(output.std()), 4)))
-        for module in model.policy.actor.modules()
+        for module in network.modules()
         if isinstance(module, th.nn.Linear)
     ]
     with th.no_grad():
-        model.policy.actor(th.as_tensor(observations, dtype=th.float32), deterministic=True)
+        network(th.as_tensor(observations, dtype=th.float32), **forward_kwargs)
     for hook in hooks:
         hook.remove()
     return stds
@@ -97,14 +97,7 @@ def plain_behaviour_cloning(steps: int, seed: int, sparsity: float, learning_rat
     with th.no_grad():
         for layer, mask in zip(layers, masks):
             layer.weight.mul_(mask)
-    stds: list[float] = []
-    hooks = [
-        layer.register_forward_hook(lambda _m, _i, output: stds.append(round(float(output.std()), 4))) for layer in layers
-    ]
-    with th.no_grad():
-        network(observations[rows[:512]])
-    for hook in hooks:
-        hook.remove()
+    stds = preactivation_std(network, dataset.observations[rows[:512].numpy()])
     optimizer = th.optim.Adam(network.parameters(), lr=learning_rate)
     errors = {}
     for step in range(1, steps + 1):
@@ -154,7 +147,7 @@ def probe(
     model.learn(1, callback=callback)
     if arm == "rescale":
         rescale_to_dense_fan_in(model)
-    std = actor_preactivation_std(model, dataset.observations[rows[:512]])
+    std = preactivation_std(model.policy.actor, dataset.observations[rows[:512]], deterministic=True)
     record: dict[str, Any] = {
         "arm": arm,
         "seed": seed,

@@ -31,42 +31,32 @@ def test_tiny_run_records_its_network_and_optimizer_in_its_own_file(multitask, t
 
 
 def test_result_files_of_different_networks_and_optimizers_differ(multitask) -> None:
-    def names(net_arch: list[int], fused_adam: bool) -> tuple[str, str]:
-        args = argparse.Namespace(
-            net_arch=net_arch,
+    def settings(**changes: object) -> argparse.Namespace:
+        defaults = dict(
+            net_arch=[256, 256],
             steps=300_000,
-            fused_adam=fused_adam,
+            fused_adam=False,
             balanced=False,
             max_warmup_fraction=None,
             no_merge=False,
             networks=["all"],
         )
+        return argparse.Namespace(**{**defaults, **changes})
+
+    def names(net_arch: list[int], fused_adam: bool) -> tuple[str, str]:
+        args = settings(net_arch=net_arch, fused_adam=fused_adam)
         return multitask.run_file_name("dapd", 1, args), multitask.speed_file_name(args)
 
     assert names([256, 256], False) == ("dapd_seed1_300000.json", "speed.json")  # the stored default runs
     assert names([400, 400, 400], False) == ("dapd_seed1_300000_400x400x400.json", "speed_400x400x400.json")
     assert names([400, 400, 400], True) == ("dapd_seed1_300000_400x400x400.json", "speed_400x400x400_fused.json")
-    balanced = argparse.Namespace(
-        net_arch=[400, 400, 400],
-        steps=300_000,
-        fused_adam=True,
-        balanced=True,
-        max_warmup_fraction=None,
-        no_merge=False,
-        networks=["all"],
-    )
+    balanced = settings(net_arch=[400, 400, 400], fused_adam=True, balanced=True)
     assert multitask.run_file_name("dapd", 1, balanced) == "dapd_seed1_300000_400x400x400_balanced.json"
-    budget = argparse.Namespace(
-        net_arch=[400, 400, 400], steps=300_000, balanced=False, max_warmup_fraction=0.1, no_merge=False, networks=["all"]
-    )
+    budget = settings(net_arch=[400, 400, 400], max_warmup_fraction=0.1)
     assert multitask.run_file_name("dapd", 0, budget) == "dapd_seed0_300000_400x400x400_warmup0.1.json"
-    apart = argparse.Namespace(
-        net_arch=[400, 400, 400], steps=300_000, balanced=False, max_warmup_fraction=None, no_merge=True, networks=["all"]
-    )
+    apart = settings(net_arch=[400, 400, 400], no_merge=True)
     assert multitask.run_file_name("dapd", 0, apart) == "dapd_seed0_300000_400x400x400_nomerge.json"
     assert multitask.run_file_name("dense", 0, apart) == "dense_seed0_300000_400x400x400.json"
-    actor = argparse.Namespace(
-        net_arch=[256, 256], steps=300_000, balanced=False, max_warmup_fraction=None, no_merge=False, networks=["actor"]
-    )
+    actor = settings(networks=["actor"])
     assert multitask.run_file_name("dapd", 0, actor) == "dapd_seed0_300000_actor.json"
     assert multitask.run_file_name("dense", 0, actor) == "dense_seed0_300000.json"  # dense rescores nothing
