@@ -10,7 +10,11 @@ thread, median of repeats in one run:
   mask: ``W * M_t`` for every task, then one product per task);
 - ``chunks-only``: the per-task products alone, on weights masked beforehand and without the
   weight gradient: a floor for any implementation that routes each task through its own mask
-  with one product per task.
+  with one product per task;
+- ``sparse-csr``: the merged layer in a sparse layout, each task's pathway a CSR matrix
+  (``torch.sparse``) gathered from the shared weight: output, input gradient (the transposed
+  CSR matrix) and weight gradient (``torch.sparse.sampled_addmm``, only the task's entries,
+  added into the shared weight's gradient), written directly, without autograd.
 
     python benchmarks/task_routing.py
     python benchmarks/task_routing.py --width 1024 --batch 1280
@@ -19,6 +23,7 @@ thread, median of repeats in one run:
 from __future__ import annotations
 
 import argparse
+import warnings
 from collections.abc import Callable
 
 import torch as th
@@ -75,13 +80,62 @@ def main() -> None:
         ]
         th.cat(outputs)[router.inverse].backward(gradient)
 
-    steps = {"dense": run(dense), "warm-up": run(layers["warm-up"]), "merged": run(merged), "chunks-only": chunks_only}
+    sparse_csr = csr_products(merged.weight.detach(), merged.weight_mask, inputs.detach(), gradient, router)
+    steps = {
+        "dense": run(dense),
+        "warm-up": run(layers["warm-up"]),
+        "merged": run(merged),
+        "chunks-only": chunks_only,
+        "sparse-csr": sparse_csr,
+    }
     times = {name: 1e3 * median_seconds_per_call(step, args.calls, args.repeats) for name, step in steps.items()}
     print(f"width {args.width}, batch {args.batch}, {args.tasks} tasks, density {args.density}, one thread")
     print("| variant | forward + backward (ms) | cost over dense |")
     print("| --- | --- | --- |")
     for name, value in times.items():
         print(f"| {name} | {value:.2f} | {value / times['dense']:.2f}x |")
+
+
+def csr_products(
+    weight: th.Tensor, masks: th.Tensor, inputs: th.Tensor, gradient: th.Tensor, router: TaskRouter
+) -> Callable[[], None]:
+    """The forward and backward products of a merged layer with every task's pathway stored as a
+    CSR matrix (the index structures built once, the values gathered from the shared weight at
+    every call, as a training step would after each optimizer step)."""
+    n_out, n_in = weight.shape
+    flat_weight = weight.reshape(-1)
+    grouped_inputs, grouped_gradient = inputs[router.order], gradient[router.order]
+    layouts = []
+    for task_mask in masks:
+        entries = task_mask.reshape(-1).nonzero().squeeze(1)
+        rows, columns = entries // n_in, entries % n_in
+        row_starts = th.cat([th.zeros(1, dtype=th.long), th.bincount(rows, minlength=n_out).cumsum(0)])
+        transposed = th.argsort(columns * n_out + rows)
+        column_starts = th.cat([th.zeros(1, dtype=th.long), th.bincount(columns, minlength=n_in).cumsum(0)])
+        layouts.append((entries, columns, row_starts, transposed, column_starts, rows[transposed]))
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+    def products() -> None:
+        outputs = th.empty(inputs.shape[0], n_out)
+        input_gradient = th.empty_like(inputs)
+        weight_gradient = th.zeros_like(flat_weight)
+        start = 0
+        for (entries, columns, row_starts, transposed, column_starts, transposed_columns), count in zip(
+            layouts, router.counts
+        ):
+            rows = slice(start, start + count)
+            start += count
+            values = flat_weight[entries]
+            matrix = th.sparse_csr_tensor(row_starts, columns, values, (n_out, n_in), check_invariants=False)
+            matrix_t = th.sparse_csr_tensor(
+                column_starts, transposed_columns, values[transposed], (n_in, n_out), check_invariants=False
+            )
+            outputs[rows] = th.sparse.mm(matrix, grouped_inputs[rows].t()).t()
+            input_gradient[rows] = th.sparse.mm(matrix_t, grouped_gradient[rows].t()).t()
+            sampled = th.sparse.sampled_addmm(matrix, grouped_gradient[rows].t().contiguous(), grouped_inputs[rows], beta=0.0)
+            weight_gradient.index_add_(0, entries, sampled.values())
+
+    return products
 
 
 if __name__ == "__main__":

@@ -18,7 +18,13 @@ from torch.nn import functional as F
 
 import sb3_pathways
 from sb3_pathways import export_pathway, get_masks
-from sb3_pathways.masking.layers import MultiTaskMaskedLinear, TaskGroupedLinear, TaskRouter, convert_to_masked
+from sb3_pathways.masking.layers import (
+    MultiTaskMaskedLinear,
+    TaskGroupedLinear,
+    TaskPathwayLayout,
+    TaskRouter,
+    convert_to_masked,
+)
 from sb3_pathways.multitask import MultiTaskDAPDCallback, task_active_weights, task_overlap
 
 
@@ -131,6 +137,72 @@ def test_grouped_product_matches_each_samples_own_product(shared: bool, with_bia
     assert weight.grad is not None
     if not shared:
         assert th.all(weight.grad[1] == 0), "a task absent from the batch gets a zero gradient"
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["task-copies", "shared-weight"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_sparse_products_match_the_dense_route_on_every_active_weight(shared: bool, with_bias: bool) -> None:
+    generator = th.Generator().manual_seed(1)
+    n_tasks, tasks = 4, th.tensor([2, 0, 2, 3, 0, 0, 3, 2])  # task 1 absent from the batch
+    router = TaskRouter(n_tasks)
+    router.set_tasks(tasks)
+    inputs = th.randn(8, 30, generator=generator, dtype=th.float64, requires_grad=True)
+    bool_masks = th.rand(n_tasks, 20, 30, generator=generator) < 0.1
+    masks = bool_masks.double()
+    weight = th.randn((20, 30) if shared else (n_tasks, 20, 30), generator=generator, dtype=th.float64)
+    if not shared:
+        weight = weight * masks  # task copies hold zeros off their pathway
+    weight.requires_grad_(True)
+    bias = th.randn(20, generator=generator, dtype=th.float64, requires_grad=True) if with_bias else None
+    task_masks = masks if shared else None
+    layout = TaskPathwayLayout(bool_masks)
+
+    sparse = TaskGroupedLinear.apply(inputs, weight, bias, task_masks, router, layout)
+    dense = TaskGroupedLinear.apply(inputs, weight, bias, task_masks, router)
+    assert th.allclose(sparse, dense)
+    gradient = th.randn(8, 20, generator=generator, dtype=th.float64)
+    sparse_grads = th.autograd.grad(sparse, (inputs, weight), gradient)
+    dense_grads = th.autograd.grad(dense, (inputs, weight), gradient)
+    assert th.allclose(sparse_grads[0], dense_grads[0])
+    on_pathway = bool_masks.any(dim=0) if shared else bool_masks
+    assert th.allclose(sparse_grads[1], dense_grads[1] * on_pathway), "the gradient the mask keeps, and zeros elsewhere"
+    assert th.count_nonzero(sparse_grads[1][~on_pathway]) == 0
+    arguments = (inputs, weight) if bias is None else (inputs, weight, bias)
+    assert th.autograd.gradcheck(lambda x, w, b=None: TaskGroupedLinear.apply(x, w, b, task_masks, router, layout), arguments)
+
+
+def test_sparse_layer_uses_its_csr_layout_only_while_training_on_the_cpu() -> None:
+    (layer,) = convert_to_masked(th.nn.Sequential(th.nn.Linear(40, 30)), n_pathways=3)
+    assert isinstance(layer, MultiTaskMaskedLinear)
+    router = TaskRouter(3)
+    layer.task_router = router
+    router.set_tasks(th.tensor([0, 1, 2, 1, 0, 2]))
+    layer.set_mask(th.rand(3, 30, 40, generator=th.Generator().manual_seed(0)) < 0.05)
+    inputs = th.randn(6, 40)
+    outputs = layer(inputs)
+    assert layer._sparse_layout() is not None
+    with layer.unmasked_gradients():
+        assert layer._sparse_layout() is None, "scoring needs every weight's gradient"
+    with layer.all_connections_on():
+        assert layer._sparse_layout() is None, "scoring reads every connection"
+    layer.csr_max_density = 0.0
+    assert layer._sparse_layout() is None
+    assert th.allclose(layer(inputs), outputs, atol=1e-6)
+    layer.csr_max_density = 0.1
+    layer.set_mask(th.rand(3, 30, 40, generator=th.Generator().manual_seed(1)) < 0.5)
+    assert layer._sparse_layout() is None, "a dense pathway keeps the dense products"
+
+
+def test_sparse_products_train_a_multi_task_policy_as_the_dense_products_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    parameters = []
+    for max_density in (0.1, 0.0):
+        monkeypatch.setattr(MultiTaskMaskedLinear, "csr_max_density", max_density)
+        model = two_task_sac(policy_kwargs={"sparsity": 0.95, "net_arch": [64, 64]}, gradient_steps=2)
+        model.learn(80)
+        layers = [module for module in model.policy.modules() if isinstance(module, MultiTaskMaskedLinear)]
+        assert (layers[1]._layout is not None) == (max_density > 0)
+        parameters.append(th.cat([parameter.detach().reshape(-1) for parameter in model.policy.parameters()]))
+    assert th.allclose(parameters[0], parameters[1], atol=1e-5)
 
 
 def test_warm_up_trains_task_copies_independently(two_task_layer: tuple[MultiTaskMaskedLinear, TaskRouter]) -> None:

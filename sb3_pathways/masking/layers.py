@@ -17,7 +17,8 @@ weights itself (TRPO). Only scoring lets gradients reach dormant weights
 
 With several pathways (one per task), a linear layer routes every sample through its task's
 mask (:class:`TaskRouter`), one matrix product per task present in the batch
-(:class:`TaskGroupedLinear`). Until the pathways are merged, each task trains its own copy of
+(:class:`TaskGroupedLinear`); on the CPU, a sparse pathway's product is a sparse one, its CSR
+layout built once per mask (:class:`TaskPathwayLayout`). Until the pathways are merged, each task trains its own copy of
 the weights (``task_weight``, shape ``(n_pathways, *weight.shape)``, live values θ_t ⊙ m_t
 beside ``task_weight_stored`` as for the single weight);
 :meth:`MultiTaskMaskedLinear.merge_task_weights` averages the copies into the shared
@@ -36,6 +37,7 @@ parameters (and so the optimizers that hold them) are unchanged.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -304,6 +306,12 @@ class MultiTaskMaskedLinear(MaskedLinear):
     module documentation)."""
 
     task_router: TaskRouter | None = None
+    #: on the CPU, task products go through the pathways' CSR layout when the layer's mean task
+    #: density is at most this (measured faster below about 0.12 by ``benchmarks/task_routing.py``;
+    #: 0 turns it off)
+    csr_max_density: float = 0.1
+    _layout: TaskPathwayLayout | None = None
+    _mask_density: float = 1.0
     task_weight: nn.Parameter
     task_weight_stored: th.Tensor
     _task_masks: th.Tensor
@@ -358,6 +366,19 @@ class MultiTaskMaskedLinear(MaskedLinear):
     def _refresh_gradient_mask(self) -> None:
         super()._refresh_gradient_mask()
         self._task_masks.copy_(self.weight_mask)
+        self._mask_density = self.weight_mask.sum().item() / self.weight_mask.numel()
+        self._layout = None
+
+    def _sparse_layout(self) -> TaskPathwayLayout | None:
+        """The pathways' CSR layout when the products should use it (on the CPU, sparse enough,
+        and not while scoring, which reads every connection and every gradient)."""
+        if self.weight.device.type != "cpu" or self.score_dense or self.gradients_unmasked:
+            return None
+        if self._mask_density > self.csr_max_density:
+            return None
+        if self._layout is None or self._layout.device != self.weight.device:
+            self._layout = TaskPathwayLayout(self.weight_mask)
+        return self._layout
 
     @unserializable_hook
     def _masked_task_gradient(self, gradient: th.Tensor) -> th.Tensor | None:
@@ -419,12 +440,66 @@ class MultiTaskMaskedLinear(MaskedLinear):
         router = self.task_router
         assert router is not None, "a multi-task layer needs the policy's TaskRouter"
         router.check(inputs.shape[0])
+        if self.score_dense and not self.independent:
+            return F.linear(inputs, self.weight, self.bias)
+        layout = self._sparse_layout()
         if self.independent:
             # dormant entries of the copies are zeros, as in the shared weight
-            return TaskGroupedLinear.apply(inputs, self.task_weight, self.bias, None, router)
-        if self.score_dense:
-            return F.linear(inputs, self.weight, self.bias)
-        return TaskGroupedLinear.apply(inputs, self.weight, self.bias, self._task_masks, router)
+            return TaskGroupedLinear.apply(inputs, self.task_weight, self.bias, None, router, layout)
+        return TaskGroupedLinear.apply(inputs, self.weight, self.bias, self._task_masks, router, layout)
+
+
+class TaskPathwayLayout:
+    """
+    Every task's pathway through one layer laid out as a CSR matrix (the index structures of the
+    matrix and of its transpose), so that a task's products read only its active weights. The
+    values are gathered from the weight at every product, so the layout stays valid until the
+    masks change.
+
+    :param masks: bool masks, ``(n_tasks, out_features, in_features)``
+    """
+
+    def __init__(self, masks: th.Tensor) -> None:
+        self.shape = (int(masks.shape[1]), int(masks.shape[2]))
+        self.device = masks.device
+        n_out, n_in = self.shape
+        self.entries: list[th.Tensor] = []
+        self._columns: list[th.Tensor] = []
+        self._row_starts: list[th.Tensor] = []
+        self._transposed: list[th.Tensor] = []
+        self._transposed_columns: list[th.Tensor] = []
+        self._column_starts: list[th.Tensor] = []
+        for mask in masks:
+            entries = mask.reshape(-1).nonzero().squeeze(1)  # row-major: the CSR order
+            rows, columns = entries // n_in, entries % n_in
+            transposed = th.argsort(columns * n_out + rows)
+            self.entries.append(entries)
+            self._columns.append(columns)
+            self._row_starts.append(_starts(rows, n_out))
+            self._transposed.append(transposed)
+            self._transposed_columns.append(rows[transposed])
+            self._column_starts.append(_starts(columns, n_in))
+
+    def matrix(self, task: int, flat_weight: th.Tensor) -> th.Tensor:
+        """Task ``task``'s weight ``(out, in)`` as a CSR matrix, its values read from ``flat_weight``."""
+        values = flat_weight[self.entries[task]]
+        return _csr(self._row_starts[task], self._columns[task], values, self.shape)
+
+    def transposed_matrix(self, task: int, matrix: th.Tensor) -> th.Tensor:
+        """The transpose ``(in, out)`` of a task's CSR matrix, as a CSR matrix."""
+        values = matrix.values()[self._transposed[task]]
+        return _csr(self._column_starts[task], self._transposed_columns[task], values, self.shape[::-1])
+
+
+def _starts(rows: th.Tensor, n_rows: int) -> th.Tensor:
+    """CSR row pointers of sorted row indices."""
+    return th.cat([rows.new_zeros(1), th.bincount(rows, minlength=n_rows).cumsum(0)])
+
+
+def _csr(row_starts: th.Tensor, columns: th.Tensor, values: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return th.sparse_csr_tensor(row_starts, columns, values, shape, check_invariants=False)
 
 
 class TaskGroupedLinear(th.autograd.Function):
@@ -433,13 +508,17 @@ class TaskGroupedLinear(th.autograd.Function):
     product per task present in the batch, each written in place into one output (and, going
     back, into one gradient), so that no per-task tensor is stacked or concatenated.
 
-    Called as ``TaskGroupedLinear.apply(inputs, weight, bias, task_masks, router)``:
+    Called as ``TaskGroupedLinear.apply(inputs, weight, bias, task_masks, router[, layout])``:
 
     - ``task_masks=None``: ``weight`` holds one copy per task, ``(n_tasks, out, in)``, and its
       gradient is each task's own;
     - ``task_masks`` ``(n_tasks, out, in)`` floats: ``weight`` ``(out, in)`` is shared and task
       ``t`` uses ``weight * task_masks[t]``, formed one task at a time in a single scratch
       matrix; the gradient of ``weight`` is the sum over tasks of each task's masked gradient.
+
+    With a :class:`TaskPathwayLayout`, every task's products are sparse ones through its CSR
+    matrix, and the weight gradient has values on the task's active entries only (what the
+    gradient mask keeps of the dense route's).
     """
 
     @staticmethod
@@ -450,19 +529,29 @@ class TaskGroupedLinear(th.autograd.Function):
         bias: th.Tensor | None,
         task_masks: th.Tensor | None,
         router: TaskRouter,
+        layout: TaskPathwayLayout | None = None,
     ) -> th.Tensor:
         """Every sample through its task's weight (see the class documentation)."""
         grouped = inputs.index_select(0, router.order)
         outputs = grouped.new_empty(grouped.shape[0], weight.shape[-2])
-        scratch = None if task_masks is None else th.empty_like(weight)
+        scratch = None if task_masks is None or layout is not None else th.empty_like(weight)
+        matrices = {}
         for task, rows in _task_rows(router.counts):
+            if layout is not None:
+                flat_weight = (weight if task_masks is not None else weight[task]).reshape(-1)
+                matrices[task] = matrix = layout.matrix(task, flat_weight)
+                outputs[rows] = th.sparse.mm(matrix, grouped[rows].t()).t()
+                continue
             task_weight = weight[task] if task_masks is None else th.mul(weight, task_masks[task], out=scratch)
             if bias is None:
                 th.mm(grouped[rows], task_weight.t(), out=outputs[rows])
             else:
                 th.addmm(bias, grouped[rows], task_weight.t(), out=outputs[rows])
+        if layout is not None and bias is not None:
+            outputs += bias
         ctx.save_for_backward(grouped, weight, task_masks, router.order, router.inverse)
         ctx.counts = router.counts
+        ctx.layout, ctx.matrices = layout, matrices
         return outputs.index_select(0, router.inverse)
 
     @staticmethod
@@ -471,28 +560,71 @@ class TaskGroupedLinear(th.autograd.Function):
         """Gradients of the inputs, the weight and the bias, one task at a time."""
         grouped, weight, task_masks, order, inverse = ctx.saved_tensors
         needs_inputs, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        layout: TaskPathwayLayout | None = ctx.layout
         grad_outputs = grad_outputs.index_select(0, order)
         grad_grouped = th.empty_like(grouped) if needs_inputs else None
         grad_weight = None
         if needs_weight:
             # independent copies: a task absent from the batch gets a zero gradient
-            grad_weight = th.zeros_like(weight) if task_masks is not None or 0 in ctx.counts else th.empty_like(weight)
-        scratch = None if task_masks is None else th.empty_like(weight)
-        product = None if task_masks is None or not needs_weight else th.empty_like(weight)
-        for task, rows in _task_rows(ctx.counts):
-            task_grad_outputs = grad_outputs[rows]
-            if grad_grouped is not None:
-                task_weight = weight[task] if task_masks is None else th.mul(weight, task_masks[task], out=scratch)
-                th.mm(task_grad_outputs, task_weight, out=grad_grouped[rows])
-            if grad_weight is not None:
-                if task_masks is None:
-                    th.mm(task_grad_outputs.t(), grouped[rows], out=grad_weight[task])
-                else:
-                    task_gradient = th.mm(task_grad_outputs.t(), grouped[rows], out=product)
-                    grad_weight.addcmul_(task_gradient, task_masks[task])
+            dense_everywhere = task_masks is None and layout is None and 0 not in ctx.counts
+            grad_weight = th.empty_like(weight) if dense_everywhere else th.zeros_like(weight)
+        if layout is not None:
+            for task, rows in _task_rows(ctx.counts):
+                # the shared weight's gradient, or the task copy's
+                task_grad_weight = grad_weight if task_masks is not None or grad_weight is None else grad_weight[task]
+                _sparse_task_backward(
+                    layout, task, ctx.matrices[task], grouped[rows], grad_outputs[rows], grad_grouped, rows, task_grad_weight
+                )
+        else:
+            _dense_backward(grouped, weight, task_masks, ctx.counts, grad_outputs, grad_grouped, grad_weight)
         grad_inputs = None if grad_grouped is None else grad_grouped.index_select(0, inverse)
         grad_bias = grad_outputs.sum(dim=0) if needs_bias else None  # False for a missing bias
-        return grad_inputs, grad_weight, grad_bias, None, None
+        return grad_inputs, grad_weight, grad_bias, None, None, None
+
+
+def _dense_backward(
+    grouped: th.Tensor,
+    weight: th.Tensor,
+    task_masks: th.Tensor | None,
+    counts: list[int],
+    grad_outputs: th.Tensor,
+    grad_grouped: th.Tensor | None,
+    grad_weight: th.Tensor | None,
+) -> None:
+    """:class:`TaskGroupedLinear`'s backward products with each task's weight as a dense matrix."""
+    scratch = None if task_masks is None else th.empty_like(weight)
+    product = None if task_masks is None or grad_weight is None else th.empty_like(weight)
+    for task, rows in _task_rows(counts):
+        task_grad_outputs = grad_outputs[rows]
+        if grad_grouped is not None:
+            task_weight = weight[task] if task_masks is None else th.mul(weight, task_masks[task], out=scratch)
+            th.mm(task_grad_outputs, task_weight, out=grad_grouped[rows])
+        if grad_weight is not None:
+            if task_masks is None:
+                th.mm(task_grad_outputs.t(), grouped[rows], out=grad_weight[task])
+            else:
+                task_gradient = th.mm(task_grad_outputs.t(), grouped[rows], out=product)
+                grad_weight.addcmul_(task_gradient, task_masks[task])
+
+
+def _sparse_task_backward(
+    layout: TaskPathwayLayout,
+    task: int,
+    matrix: th.Tensor,
+    task_inputs: th.Tensor,
+    task_grad_outputs: th.Tensor,
+    grad_grouped: th.Tensor | None,
+    rows: slice,
+    grad_weight: th.Tensor | None,
+) -> None:
+    """One task's backward products through its CSR matrix: the input gradient through the
+    transposed matrix, and the weight gradient on the task's active entries only (a sampled
+    product), added into ``grad_weight`` (the shared weight's gradient or the task copy's)."""
+    if grad_grouped is not None:
+        grad_grouped[rows] = th.sparse.mm(layout.transposed_matrix(task, matrix), task_grad_outputs.t()).t()
+    if grad_weight is not None:
+        sampled = th.sparse.sampled_addmm(matrix, task_grad_outputs.t().contiguous(), task_inputs, beta=0.0)
+        grad_weight.view(-1).index_add_(0, layout.entries[task], sampled.values())
 
 
 def _task_rows(counts: list[int]) -> Iterator[tuple[int, slice]]:
