@@ -5,9 +5,12 @@ random task ids, forward and backward (gradients of the input and of the trained
 thread, median of repeats in one run:
 
 - ``dense``: ``nn.Linear`` (what dense multi-task SAC runs);
-- ``warm-up``: the layer before merging (each task its own weight copy);
+- ``warm-up``: the layer before merging (each task its own weight copy), as it runs (on the
+  CPU, at 10% density or less, through each task's CSR layout);
 - ``merged``: the layer after :meth:`merge_task_weights` (shared weight, each task through its
-  mask: ``W * M_t`` for every task, then one product per task);
+  mask), as it runs;
+- ``warm-up-dense`` and ``merged-dense``: the same layers with dense products
+  (``csr_max_density=0``: ``W * M_t`` for every task, then one dense product per task);
 - ``chunks-only``: the per-task products alone, on weights masked beforehand and without the
   weight gradient: a floor for any implementation that routes each task through its own mask
   with one product per task;
@@ -51,15 +54,18 @@ def main() -> None:
     router.set_tasks(tasks)
 
     dense = nn.Linear(args.width, args.width)
+    masks = th.rand(args.tasks, args.width, args.width) < args.density
     layers = {}
-    for name in ("warm-up", "merged"):
+    for name in ("warm-up", "merged", "warm-up-dense", "merged-dense"):
         module = nn.Linear(args.width, args.width)
         (layer,) = convert_to_masked(module, n_pathways=args.tasks)
         assert isinstance(layer, MultiTaskMaskedLinear)
         layer.task_router = router
-        layer.set_mask(th.rand(args.tasks, args.width, args.width) < args.density)
-        if name == "merged":
+        layer.set_mask(masks)
+        if name.startswith("merged"):
             layer.merge_task_weights()
+        if name.endswith("dense"):
+            layer.csr_max_density = 0.0
         layers[name] = layer
     merged = layers["merged"]
     with th.no_grad():
@@ -85,6 +91,8 @@ def main() -> None:
         "dense": run(dense),
         "warm-up": run(layers["warm-up"]),
         "merged": run(merged),
+        "warm-up-dense": run(layers["warm-up-dense"]),
+        "merged-dense": run(layers["merged-dense"]),
         "chunks-only": chunks_only,
         "sparse-csr": sparse_csr,
     }
@@ -125,10 +133,10 @@ def csr_products(
         ):
             rows = slice(start, start + count)
             start += count
-            values = flat_weight[entries]
+            values = flat_weight.index_select(0, entries)
             matrix = th.sparse_csr_tensor(row_starts, columns, values, (n_out, n_in), check_invariants=False)
             matrix_t = th.sparse_csr_tensor(
-                column_starts, transposed_columns, values[transposed], (n_in, n_out), check_invariants=False
+                column_starts, transposed_columns, values.index_select(0, transposed), (n_in, n_out), check_invariants=False
             )
             outputs[rows] = th.sparse.mm(matrix, grouped_inputs[rows].t()).t()
             input_gradient[rows] = th.sparse.mm(matrix_t, grouped_gradient[rows].t()).t()

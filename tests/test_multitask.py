@@ -179,18 +179,53 @@ def test_sparse_layer_uses_its_csr_layout_only_while_training_on_the_cpu() -> No
     router.set_tasks(th.tensor([0, 1, 2, 1, 0, 2]))
     layer.set_mask(th.rand(3, 30, 40, generator=th.Generator().manual_seed(0)) < 0.05)
     inputs = th.randn(6, 40)
-    outputs = layer(inputs)
+    assert int((layer.weight_mask.sum(dim=0) > 1).sum()) > 0, "shared weights, whose merged gradient is averaged"
     assert layer._sparse_layout() is not None
     with layer.unmasked_gradients():
         assert layer._sparse_layout() is None, "scoring needs every weight's gradient"
     with layer.all_connections_on():
         assert layer._sparse_layout() is None, "scoring reads every connection"
-    layer.csr_max_density = 0.0
+    for merged in (False, True):
+        if merged:
+            layer.merge_task_weights()
+        results = []
+        for max_density in (0.1, 0.0):  # the sparse route, then the dense one
+            layer.csr_max_density = max_density
+            layer.zero_grad()
+            outputs = layer(inputs)
+            outputs.pow(2).sum().backward()
+            trained = layer.weight if merged else layer.task_weight
+            assert trained.grad is not None
+            results.append((outputs.detach(), trained.grad.clone()))
+        assert th.allclose(results[0][0], results[1][0], atol=1e-6)
+        assert th.allclose(results[0][1], results[1][1], atol=1e-6), "the masked (merged: task-averaged) gradient"
     assert layer._sparse_layout() is None
-    assert th.allclose(layer(inputs), outputs, atol=1e-6)
     layer.csr_max_density = 0.1
     layer.set_mask(th.rand(3, 30, 40, generator=th.Generator().manual_seed(1)) < 0.5)
     assert layer._sparse_layout() is None, "a dense pathway keeps the dense products"
+
+
+def test_merged_layer_whose_tasks_share_one_mask_runs_one_product_with_the_same_result() -> None:
+    (layer,) = convert_to_masked(th.nn.Sequential(th.nn.Linear(6, 4)), n_pathways=3)
+    assert isinstance(layer, MultiTaskMaskedLinear)
+    router = TaskRouter(3)
+    layer.task_router = router
+    router.set_tasks(th.tensor([0, 2, 2, 1, 0]))
+    layer.set_mask((th.rand(4, 6, generator=th.Generator().manual_seed(0)) < 0.5).expand(3, 4, 6))
+    layer.merge_task_weights()
+    inputs = th.randn(5, 6)
+    results = []
+    for shared_mask in (True, False):
+        layer._same_mask_for_every_task = shared_mask
+        layer.zero_grad()
+        outputs = layer(inputs)
+        outputs.pow(2).sum().backward()
+        assert layer.weight.grad is not None
+        results.append((outputs.detach(), layer.weight.grad.clone()))
+    assert th.allclose(results[0][0], results[1][0], atol=1e-6)
+    assert th.allclose(results[0][1], results[1][1], atol=1e-6)
+    layer.set_mask(th.rand(3, 4, 6, generator=th.Generator().manual_seed(1)) < 0.5)
+    assert not layer._same_mask_for_every_task
 
 
 def test_sparse_products_train_a_multi_task_policy_as_the_dense_products_do(monkeypatch: pytest.MonkeyPatch) -> None:

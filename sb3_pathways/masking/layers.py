@@ -312,6 +312,7 @@ class MultiTaskMaskedLinear(MaskedLinear):
     csr_max_density: float = 0.1
     _layout: TaskPathwayLayout | None = None
     _mask_density: float = 1.0
+    _same_mask_for_every_task: bool = False
     task_weight: nn.Parameter
     task_weight_stored: th.Tensor
     _task_masks: th.Tensor
@@ -367,6 +368,7 @@ class MultiTaskMaskedLinear(MaskedLinear):
         super()._refresh_gradient_mask()
         self._task_masks.copy_(self.weight_mask)
         self._mask_density = self.weight_mask.sum().item() / self.weight_mask.numel()
+        self._same_mask_for_every_task = bool((self.weight_mask == self.weight_mask[:1]).all())
         self._layout = None
 
     def _sparse_layout(self) -> TaskPathwayLayout | None:
@@ -377,12 +379,21 @@ class MultiTaskMaskedLinear(MaskedLinear):
         if self._mask_density > self.csr_max_density:
             return None
         if self._layout is None or self._layout.device != self.weight.device:
-            self._layout = TaskPathwayLayout(self.weight_mask)
+            # a merged layer's gradient is averaged over the tasks using each weight
+            self._layout = TaskPathwayLayout(self.weight_mask, None if self.independent else self._gradient_mask)
         return self._layout
 
     @unserializable_hook
+    def _masked_gradient(self, gradient: th.Tensor) -> th.Tensor | None:
+        if self._sparse_layout() is not None:
+            return None  # the sparse products wrote the masked, task-averaged gradient
+        return super()._masked_gradient(gradient)
+
+    @unserializable_hook
     def _masked_task_gradient(self, gradient: th.Tensor) -> th.Tensor | None:
-        return None if self.gradients_unmasked else gradient * self._task_masks
+        if self.gradients_unmasked or self._sparse_layout() is not None:
+            return None
+        return gradient * self._task_masks
 
     @property
     def independent(self) -> bool:
@@ -440,7 +451,8 @@ class MultiTaskMaskedLinear(MaskedLinear):
         router = self.task_router
         assert router is not None, "a multi-task layer needs the policy's TaskRouter"
         router.check(inputs.shape[0])
-        if self.score_dense and not self.independent:
+        if not self.independent and (self.score_dense or self._same_mask_for_every_task):
+            # one product: every connection, or the one pathway all tasks share (dormant entries are zeros)
             return F.linear(inputs, self.weight, self.bias)
         layout = self._sparse_layout()
         if self.independent:
@@ -457,9 +469,11 @@ class TaskPathwayLayout:
     masks change.
 
     :param masks: bool masks, ``(n_tasks, out_features, in_features)``
+    :param gradient_scale: a factor per weight for the weight gradient (a shared weight's
+        ``1 / number of tasks using it``), or ``None`` (1)
     """
 
-    def __init__(self, masks: th.Tensor) -> None:
+    def __init__(self, masks: th.Tensor, gradient_scale: th.Tensor | None = None) -> None:
         self.shape = (int(masks.shape[1]), int(masks.shape[2]))
         self.device = masks.device
         n_out, n_in = self.shape
@@ -469,6 +483,7 @@ class TaskPathwayLayout:
         self._transposed: list[th.Tensor] = []
         self._transposed_columns: list[th.Tensor] = []
         self._column_starts: list[th.Tensor] = []
+        self.gradient_scales: list[th.Tensor | None] = []
         for mask in masks:
             entries = mask.reshape(-1).nonzero().squeeze(1)  # row-major: the CSR order
             rows, columns = entries // n_in, entries % n_in
@@ -479,15 +494,16 @@ class TaskPathwayLayout:
             self._transposed.append(transposed)
             self._transposed_columns.append(rows[transposed])
             self._column_starts.append(_starts(columns, n_in))
+            self.gradient_scales.append(None if gradient_scale is None else gradient_scale.reshape(-1)[entries])
 
     def matrix(self, task: int, flat_weight: th.Tensor) -> th.Tensor:
         """Task ``task``'s weight ``(out, in)`` as a CSR matrix, its values read from ``flat_weight``."""
-        values = flat_weight[self.entries[task]]
+        values = flat_weight.index_select(0, self.entries[task])  # several times faster than indexing
         return _csr(self._row_starts[task], self._columns[task], values, self.shape)
 
     def transposed_matrix(self, task: int, matrix: th.Tensor) -> th.Tensor:
         """The transpose ``(in, out)`` of a task's CSR matrix, as a CSR matrix."""
-        values = matrix.values()[self._transposed[task]]
+        values = matrix.values().index_select(0, self._transposed[task])
         return _csr(self._column_starts[task], self._transposed_columns[task], values, self.shape[::-1])
 
 
@@ -517,8 +533,9 @@ class TaskGroupedLinear(th.autograd.Function):
       matrix; the gradient of ``weight`` is the sum over tasks of each task's masked gradient.
 
     With a :class:`TaskPathwayLayout`, every task's products are sparse ones through its CSR
-    matrix, and the weight gradient has values on the task's active entries only (what the
-    gradient mask keeps of the dense route's).
+    matrix, and the weight gradient has values on the task's active entries only, scaled by the
+    layout's gradient scale: what the layer's gradient mask makes of the dense route's, so the
+    layer's gradient hooks leave it as it is.
     """
 
     @staticmethod
@@ -619,12 +636,14 @@ def _sparse_task_backward(
 ) -> None:
     """One task's backward products through its CSR matrix: the input gradient through the
     transposed matrix, and the weight gradient on the task's active entries only (a sampled
-    product), added into ``grad_weight`` (the shared weight's gradient or the task copy's)."""
+    product, scaled as the layout says), added into ``grad_weight`` (the shared weight's gradient
+    or the task copy's)."""
     if grad_grouped is not None:
         grad_grouped[rows] = th.sparse.mm(layout.transposed_matrix(task, matrix), task_grad_outputs.t()).t()
     if grad_weight is not None:
-        sampled = th.sparse.sampled_addmm(matrix, task_grad_outputs.t().contiguous(), task_inputs, beta=0.0)
-        grad_weight.view(-1).index_add_(0, layout.entries[task], sampled.values())
+        sampled = th.sparse.sampled_addmm(matrix, task_grad_outputs.t().contiguous(), task_inputs, beta=0.0).values()
+        scale = layout.gradient_scales[task]
+        grad_weight.view(-1).index_add_(0, layout.entries[task], sampled if scale is None else sampled * scale)
 
 
 def _task_rows(counts: list[int]) -> Iterator[tuple[int, slice]]:
