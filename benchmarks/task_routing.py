@@ -6,7 +6,7 @@ thread, median of repeats in one run:
 
 - ``dense``: ``nn.Linear`` (what dense multi-task SAC runs);
 - ``warm-up``: the layer before merging (each task its own weight copy), as it runs (on the
-  CPU, at 10% density or less, through each task's CSR layout);
+  CPU, at 10% density or less, through each task's CSR layout, whatever the layer's size);
 - ``merged``: the layer after :meth:`merge_task_weights` (shared weight, each task through its
   mask), as it runs;
 - ``warm-up-dense`` and ``merged-dense``: the same layers with dense products
@@ -66,6 +66,8 @@ def main() -> None:
             layer.merge_task_weights()
         if name.endswith("dense"):
             layer.csr_max_density = 0.0
+        else:
+            layer.csr_min_weights = 0  # the layer as a large one runs
         layers[name] = layer
     merged = layers["merged"]
     with th.no_grad():

@@ -180,6 +180,8 @@ def test_sparse_layer_uses_its_csr_layout_only_while_training_on_the_cpu() -> No
     layer.set_mask(th.rand(3, 30, 40, generator=th.Generator().manual_seed(0)) < 0.05)
     inputs = th.randn(6, 40)
     assert int((layer.weight_mask.sum(dim=0) > 1).sum()) > 0, "shared weights, whose merged gradient is averaged"
+    assert layer._sparse_layout() is None, "a small layer keeps the dense products (faster there)"
+    layer.csr_min_weights = 0
     assert layer._sparse_layout() is not None
     with layer.unmasked_gradients():
         assert layer._sparse_layout() is None, "scoring needs every weight's gradient"
@@ -230,6 +232,7 @@ def test_merged_layer_whose_tasks_share_one_mask_runs_one_product_with_the_same_
 
 def test_sparse_products_train_a_multi_task_policy_as_the_dense_products_do(monkeypatch: pytest.MonkeyPatch) -> None:
     parameters = []
+    monkeypatch.setattr(MultiTaskMaskedLinear, "csr_min_weights", 0)
     for max_density in (0.1, 0.0):
         monkeypatch.setattr(MultiTaskMaskedLinear, "csr_max_density", max_density)
         model = two_task_sac(policy_kwargs={"sparsity": 0.95, "net_arch": [64, 64]}, gradient_steps=2)

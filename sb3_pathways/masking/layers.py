@@ -306,10 +306,12 @@ class MultiTaskMaskedLinear(MaskedLinear):
     module documentation)."""
 
     task_router: TaskRouter | None = None
-    #: on the CPU, task products go through the pathways' CSR layout when the layer's mean task
-    #: density is at most this (measured faster below about 0.12 by ``benchmarks/task_routing.py``;
-    #: 0 turns it off)
+    #: on the CPU, task products go through the pathways' CSR layout when the layer has at least
+    #: ``csr_min_weights`` weights and a mean task density of at most ``csr_max_density``
+    #: (``benchmarks/task_routing.py`` and ``multitask.py --speed``: faster at 400x400 below
+    #: about 12% density, slower at 256x256; ``csr_max_density = 0`` turns it off)
     csr_max_density: float = 0.1
+    csr_min_weights: int = 100_000
     _layout: TaskPathwayLayout | None = None
     _mask_density: float = 1.0
     _same_mask_for_every_task: bool = False
@@ -376,7 +378,7 @@ class MultiTaskMaskedLinear(MaskedLinear):
         and not while scoring, which reads every connection and every gradient)."""
         if self.weight.device.type != "cpu" or self.score_dense or self.gradients_unmasked:
             return None
-        if self._mask_density > self.csr_max_density:
+        if self._mask_density > self.csr_max_density or self.weight.numel() < self.csr_min_weights:
             return None
         if self._layout is None or self._layout.device != self.weight.device:
             # a merged layer's gradient is averaged over the tasks using each weight
