@@ -12,6 +12,9 @@ Methods, for each algorithm:
 - ``pathway-balanced``: the same, with ``SingleShotPathways(within_layer="balanced")``: each
   layer's top-k of scores balanced over its units, so that the connections spread over the
   units instead of gathering on the few with large errors and activations;
+- ``pathway-dense-vae`` (BCQ): pathways on the actor and the critic only, as the paper
+  describes multi-task offline pathways ("actor and critic masks per task"); the VAE, BCQ's
+  model of the dataset's actions, stays dense and shared by the tasks;
 - ``mt``: ``MlpPolicy``, one dense network for all tasks (the task one-hot in the observation);
 - ``mhmt``: ``MultiHeadPolicy``, one dense network with one output head per task.
 
@@ -62,7 +65,10 @@ PATHWAY_METHODS: dict[str, dict[str, Any]] = {
     "pathway": {},
     "pathway-cover": {"cover_inputs": True},
     "pathway-balanced": {"within_layer": "balanced"},
+    "pathway-dense-vae": {"networks": ("actor", "critic")},
 }
+#: pathway methods -> the networks they keep dense (sparsity 0), which only some algorithms have
+DENSE_NETWORKS: dict[str, tuple[str, ...]] = {"pathway-dense-vae": ("vae",)}
 METHODS = (*PATHWAY_METHODS, "mt", "mhmt")
 POLICIES = {**dict.fromkeys(PATHWAY_METHODS, "PathwayPolicy"), "mt": "MlpPolicy", "mhmt": "MultiHeadPolicy"}
 
@@ -179,6 +185,17 @@ def reward_scale_argument(text: str) -> float | str:
     return scale
 
 
+def pathway_sparsity(algo: str, method: str, sparsity: float) -> float | dict[str, float]:
+    """The ``sparsity`` policy argument of a pathway method: ``sparsity`` for every network, or
+    per network where the method keeps some dense."""
+    dense = DENSE_NETWORKS.get(method, ())
+    networks = ALGOS[algo].policy_aliases["MlpPolicy"].trained_networks  # type: ignore[attr-defined]
+    missing = [name for name in dense if name not in networks]
+    if missing:
+        raise ValueError(f"method {method!r} keeps {missing} dense, which {algo} does not have (its networks: {networks})")
+    return {name: 0.0 if name in dense else sparsity for name in networks} if dense else sparsity
+
+
 def run(
     algo: str,
     method: str,
@@ -198,7 +215,7 @@ def run(
     env = make_mt10_env(n_envs=10, seed=seed + 10_000, max_episode_steps=eval_episode_steps)
     policy_kwargs: dict[str, Any] = {} if method == "mt" else {"n_tasks": len(MT10_TASKS)}
     if method in PATHWAY_METHODS:
-        policy_kwargs["sparsity"] = sparsity
+        policy_kwargs["sparsity"] = pathway_sparsity(algo, method, sparsity)
     algo_kwargs: dict[str, Any] = {} if reward_scale is None else {"reward_scale": reward_scale}
     model = ALGOS[algo](
         POLICIES[method], env, dataset=dataset_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **algo_kwargs
@@ -315,6 +332,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
         "pathway": "tab:green",
         "pathway-cover": "tab:olive",
         "pathway-balanced": "tab:blue",
+        "pathway-dense-vae": "tab:cyan",
         "mt": "black",
         "mhmt": "tab:grey",
     }
@@ -391,12 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     th.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
     runs_dir = args.results / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     if not args.summarise:
+        for algo in args.algos or preset["algos"]:
+            for method in sorted(set(args.methods) & set(PATHWAY_METHODS)):
+                try:
+                    pathway_sparsity(algo, method, args.sparsity)
+                except ValueError as error:
+                    parser.error(str(error))
         for seed in args.seeds or preset["seeds"]:
             for episodes_per_task in args.episodes_per_task or preset["episodes_per_task"]:
                 for algo in args.algos or preset["algos"]:

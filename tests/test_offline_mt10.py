@@ -11,7 +11,7 @@ minari = pytest.importorskip("minari")
 import sb3_pathways  # noqa: E402
 from sb3_pathways.cli import main as cli_main  # noqa: E402
 from sb3_pathways.multitask import MT10_TASKS, make_mt10_env  # noqa: E402
-from sb3_pathways.offline import IQL, SingleShotPathways, collect_scripted, load_minari  # noqa: E402
+from sb3_pathways.offline import BCQ, IQL, SingleShotPathways, collect_scripted, load_minari  # noqa: E402
 
 STEPS = 20  # per episode: enough to check the columns, short enough for the suite
 
@@ -112,3 +112,24 @@ def test_offline_benchmark_records_success_and_the_costs_of_one_task(mt10_datase
     assert summary[f"iql/{mt10_dataset}/4/scaled to max 1/mhmt"]["weights_per_task"] == sum(
         entry["weights"] for entry in mhmt["per_task_costs"].values()
     )
+
+
+def test_offline_benchmark_pathways_on_bcqs_actor_and_critic_keep_its_vae_dense(
+    mt10_dataset: str, mt10_env, load_benchmark, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offline = load_benchmark("offline")
+    assert offline.pathway_sparsity("bcq", "pathway-dense-vae", 0.9) == {"vae": 0.0, "actor": 0.9, "critic": 0.9}
+    assert offline.pathway_sparsity("iql", "pathway", 0.9) == 0.9
+    with pytest.raises(SystemExit):
+        offline.main(["--algos", "iql", "--methods", "pathway-dense-vae", "--steps", "1"])
+    assert "keeps ['vae'] dense, which iql does not have" in capsys.readouterr().err
+    record = offline.run(
+        "bcq", "pathway-dense-vae", mt10_dataset, 0, steps=2, eval_freq=2, eval_episodes=1, sparsity=0.95, eval_episode_steps=5
+    )
+    costs = record["per_task_costs"]
+    dense = BCQ("MlpPolicy", mt10_env, dataset=mt10_dataset, seed=0)
+    dense_weights = {
+        name: sum(p.numel() for p in getattr(dense.policy, name).parameters() if p.dim() == 2) for name in ("vae", "actor")
+    }
+    assert costs["vae"]["weights"] == dense_weights["vae"], "every task uses the whole VAE"
+    assert costs["actor"]["weights"] == pytest.approx(0.05 * dense_weights["actor"], rel=0.01)
