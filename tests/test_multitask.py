@@ -208,25 +208,29 @@ def test_sparse_layer_uses_its_csr_layout_only_while_training_on_the_cpu() -> No
 
 
 def test_merged_layer_whose_tasks_share_one_mask_runs_one_product_with_the_same_result() -> None:
-    (layer,) = convert_to_masked(th.nn.Sequential(th.nn.Linear(6, 4)), n_pathways=3)
+    (layer,) = convert_to_masked(th.nn.Sequential(th.nn.Linear(60, 40)), n_pathways=3)
     assert isinstance(layer, MultiTaskMaskedLinear)
+    layer.csr_min_weights = 0  # a layer the sparse products would otherwise take
     router = TaskRouter(3)
     layer.task_router = router
     router.set_tasks(th.tensor([0, 2, 2, 1, 0]))
-    layer.set_mask((th.rand(4, 6, generator=th.Generator().manual_seed(0)) < 0.5).expand(3, 4, 6))
+    shared_mask = th.rand(40, 60, generator=th.Generator().manual_seed(0)) < 0.05
+    layer.set_mask(shared_mask.expand(3, 40, 60))
     layer.merge_task_weights()
-    inputs = th.randn(5, 6)
+    assert layer._same_mask_for_every_task and layer._sparse_layout() is None
+    inputs = th.randn(5, 60)
     results = []
-    for shared_mask in (True, False):
-        layer._same_mask_for_every_task = shared_mask
+    for one_product in (True, False):
+        layer._same_mask_for_every_task = one_product
         layer.zero_grad()
         outputs = layer(inputs)
         outputs.pow(2).sum().backward()
         assert layer.weight.grad is not None
         results.append((outputs.detach(), layer.weight.grad.clone()))
     assert th.allclose(results[0][0], results[1][0], atol=1e-6)
-    assert th.allclose(results[0][1], results[1][1], atol=1e-6)
-    layer.set_mask(th.rand(3, 4, 6, generator=th.Generator().manual_seed(1)) < 0.5)
+    assert th.allclose(results[0][1], results[1][1], atol=1e-6), "masked and averaged over the three tasks"
+    assert th.count_nonzero(results[0][1][~shared_mask]) == 0
+    layer.set_mask(th.rand(3, 40, 60, generator=th.Generator().manual_seed(1)) < 0.5)
     assert not layer._same_mask_for_every_task
 
 

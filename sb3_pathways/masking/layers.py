@@ -17,9 +17,9 @@ weights itself (TRPO). Only scoring lets gradients reach dormant weights
 
 With several pathways (one per task), a linear layer routes every sample through its task's
 mask (:class:`TaskRouter`), one matrix product per task present in the batch
-(:class:`TaskGroupedLinear`); on the CPU, a sparse pathway's product is a sparse one, its CSR
-layout built once per mask (:class:`TaskPathwayLayout`). Until the pathways are merged, each task trains its own copy of
-the weights (``task_weight``, shape ``(n_pathways, *weight.shape)``, live values θ_t ⊙ m_t
+(:class:`TaskGroupedLinear`); on the CPU, a sparse pathway's products are sparse ones, its
+CSR layout built once per mask (:class:`TaskPathwayLayout`). Until the pathways are merged,
+each task trains its own copy of the weights (``task_weight``, shape ``(n_pathways, *weight.shape)``, live values θ_t ⊙ m_t
 beside ``task_weight_stored`` as for the single weight);
 :meth:`MultiTaskMaskedLinear.merge_task_weights` averages the copies into the shared
 ``weight`` over the tasks that use each entry and frees them; from then on the gradient of a
@@ -378,6 +378,8 @@ class MultiTaskMaskedLinear(MaskedLinear):
         and not while scoring, which reads every connection and every gradient)."""
         if self.weight.device.type != "cpu" or self.score_dense or self.gradients_unmasked:
             return None
+        if not self.independent and self._same_mask_for_every_task:
+            return None  # one dense product (see ``forward``)
         if self._mask_density > self.csr_max_density or self.weight.numel() < self.csr_min_weights:
             return None
         if self._layout is None or self._layout.device != self.weight.device:
