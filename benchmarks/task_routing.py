@@ -14,10 +14,10 @@ thread, median of repeats in one run:
 - ``chunks-only``: the per-task products alone, on weights masked beforehand and without the
   weight gradient: a floor for any implementation that routes each task through its own mask
   with one product per task;
-- ``sparse-csr``: the merged layer in a sparse layout, each task's pathway a CSR matrix
-  (``torch.sparse``) gathered from the shared weight: output, input gradient (the transposed
-  CSR matrix) and weight gradient (``torch.sparse.sampled_addmm``, only the task's entries,
-  added into the shared weight's gradient), written directly, without autograd.
+- ``sparse-csr``: the merged layer's sparse products alone, without autograd: each task's
+  pathway a CSR matrix (``torch.sparse``, the layer's own :class:`TaskPathwayLayout`) gathered
+  from the shared weight, for the output, the input gradient (the transposed CSR matrix) and
+  the weight gradient (``torch.sparse.sampled_addmm``, only the task's entries).
 
     python benchmarks/task_routing.py
     python benchmarks/task_routing.py --width 1024 --batch 1280
@@ -26,7 +26,6 @@ thread, median of repeats in one run:
 from __future__ import annotations
 
 import argparse
-import warnings
 from collections.abc import Callable
 
 import torch as th
@@ -34,10 +33,17 @@ from inference import median_seconds_per_call
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_pathways.masking.layers import MultiTaskMaskedLinear, TaskRouter, convert_to_masked
+from sb3_pathways.masking.layers import (
+    MultiTaskMaskedLinear,
+    TaskPathwayLayout,
+    TaskRouter,
+    _sparse_task_backward,
+    _task_rows,
+    convert_to_masked,
+)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--width", type=int, default=400)
     parser.add_argument("--batch", type=int, default=256)
@@ -45,7 +51,7 @@ def main() -> None:
     parser.add_argument("--density", type=float, default=0.05)
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     th.set_num_threads(1)
     th.manual_seed(0)
     inputs = th.randn(args.batch, args.width, requires_grad=True)
@@ -88,7 +94,7 @@ def main() -> None:
         ]
         th.cat(outputs)[router.inverse].backward(gradient)
 
-    sparse_csr = csr_products(merged.weight.detach(), merged.weight_mask, inputs.detach(), gradient, router)
+    sparse_csr = csr_products(merged, inputs.detach(), gradient, router)
     steps = {
         "dense": run(dense),
         "warm-up": run(layers["warm-up"]),
@@ -107,43 +113,24 @@ def main() -> None:
 
 
 def csr_products(
-    weight: th.Tensor, masks: th.Tensor, inputs: th.Tensor, gradient: th.Tensor, router: TaskRouter
+    layer: MultiTaskMaskedLinear, inputs: th.Tensor, gradient: th.Tensor, router: TaskRouter
 ) -> Callable[[], None]:
-    """The forward and backward products of a merged layer with every task's pathway stored as a
-    CSR matrix (the index structures built once, the values gathered from the shared weight at
-    every call, as a training step would after each optimizer step)."""
-    n_out, n_in = weight.shape
-    flat_weight = weight.reshape(-1)
-    grouped_inputs, grouped_gradient = inputs[router.order], gradient[router.order]
-    layouts = []
-    for task_mask in masks:
-        entries = task_mask.reshape(-1).nonzero().squeeze(1)
-        rows, columns = entries // n_in, entries % n_in
-        row_starts = th.cat([th.zeros(1, dtype=th.long), th.bincount(rows, minlength=n_out).cumsum(0)])
-        transposed = th.argsort(columns * n_out + rows)
-        column_starts = th.cat([th.zeros(1, dtype=th.long), th.bincount(columns, minlength=n_in).cumsum(0)])
-        layouts.append((entries, columns, row_starts, transposed, column_starts, rows[transposed]))
-    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+    """A merged layer's three products through its tasks' CSR layout (the layer's own
+    :class:`TaskPathwayLayout` and backward), called directly, without autograd."""
+    layout = TaskPathwayLayout(layer.weight_mask)
+    flat_weight = layer.weight.detach().reshape(-1)
+    grouped_inputs, grouped_gradient = inputs.index_select(0, router.order), gradient.index_select(0, router.order)
 
     def products() -> None:
-        outputs = th.empty(inputs.shape[0], n_out)
+        outputs = inputs.new_empty(inputs.shape[0], layout.shape[0])
         input_gradient = th.empty_like(inputs)
-        weight_gradient = th.zeros_like(flat_weight)
-        start = 0
-        for (entries, columns, row_starts, transposed, column_starts, transposed_columns), count in zip(
-            layouts, router.counts
-        ):
-            rows = slice(start, start + count)
-            start += count
-            values = flat_weight.index_select(0, entries)
-            matrix = th.sparse_csr_tensor(row_starts, columns, values, (n_out, n_in), check_invariants=False)
-            matrix_t = th.sparse_csr_tensor(
-                column_starts, transposed_columns, values.index_select(0, transposed), (n_in, n_out), check_invariants=False
-            )
+        weight_gradient = th.zeros_like(layer.weight)
+        for task, rows in _task_rows(router.counts):
+            matrix = layout.matrix(task, flat_weight)
             outputs[rows] = th.sparse.mm(matrix, grouped_inputs[rows].t()).t()
-            input_gradient[rows] = th.sparse.mm(matrix_t, grouped_gradient[rows].t()).t()
-            sampled = th.sparse.sampled_addmm(matrix, grouped_gradient[rows].t().contiguous(), grouped_inputs[rows], beta=0.0)
-            weight_gradient.index_add_(0, entries, sampled.values())
+            _sparse_task_backward(
+                layout, task, matrix, grouped_inputs[rows], grouped_gradient[rows], input_gradient, rows, weight_gradient
+            )
 
     return products
 
