@@ -21,7 +21,9 @@ redone.
 
 ``--speed`` times ``model.train`` of dense multi-task SAC and of the pathway policy during
 warm-up (ten weight copies) and after merging, on one shared replay buffer, alternating within
-every repeat, and compares the medians.
+every repeat, and compares the medians. It also splits one more ``train`` call per model into
+the optimizers' steps, the target networks' soft update and the rest (the networks' forward
+and backward passes), in milliseconds per gradient step.
 """
 
 from __future__ import annotations
@@ -210,6 +212,7 @@ def training_speed(args: argparse.Namespace) -> dict[str, Any]:
     models["dense"].learn(2_000)
     samples = time_train_alternating(models, models["dense"].replay_buffer, args.train_steps, args.repeats)
     medians = {name: statistics.median(values) for name, values in samples.items()}
+    breakdown = {name: step_breakdown(model, args.train_steps) for name, model in models.items()}
     return {
         "net_arch": list(args.net_arch),
         "batch_size": args.batch_size,
@@ -218,9 +221,48 @@ def training_speed(args: argparse.Namespace) -> dict[str, Any]:
         "fused_adam": args.fused_adam,
         "median_gradient_steps_per_second": medians,
         "ratio_to_dense": {name: value / medians["dense"] for name, value in medians.items()},
+        "milliseconds_per_step": breakdown,
         "samples": samples,
         "versions": package_versions("metaworld"),
     }
+
+
+def step_breakdown(model: SAC, train_steps: int) -> dict[str, float]:
+    """Milliseconds per gradient step of one ``model.train(train_steps)``: in all, in the
+    optimizers' ``step``, in the target networks' soft update, and the rest."""
+    import stable_baselines3.sac.sac as sac_module
+
+    spent = {"optimizer step": 0.0, "target soft update": 0.0}
+
+    def timed(part: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[part] += time.perf_counter() - start
+
+        return wrapper
+
+    optimizers = [
+        model.actor.optimizer,
+        model.critic.optimizer,
+        *([model.ent_coef_optimizer] if model.ent_coef_optimizer else []),
+    ]
+    for optimizer in optimizers:
+        optimizer.step = timed("optimizer step", optimizer.step)  # type: ignore[method-assign]
+    soft_update = sac_module.polyak_update
+    sac_module.polyak_update = timed("target soft update", soft_update)
+    try:
+        start = time.perf_counter()
+        model.train(gradient_steps=train_steps, batch_size=model.batch_size)
+        total = time.perf_counter() - start
+    finally:
+        sac_module.polyak_update = soft_update
+        for optimizer in optimizers:
+            del optimizer.step  # the class's own method again
+    parts = {"total": total, **spent, "rest": total - sum(spent.values())}
+    return {part: 1000 * seconds / train_steps for part, seconds in parts.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -264,7 +306,8 @@ def main(argv: list[str] | None = None) -> None:
         record = training_speed(args)
         (args.results / speed_file_name(args)).write_text(json.dumps(record, indent=2))
         for name, value in record["median_gradient_steps_per_second"].items():
-            print(f"{name:8s} {value:6.1f} gradient steps/s ({record['ratio_to_dense'][name]:.2f} of dense)")
+            parts = ", ".join(f"{part} {ms:.1f}" for part, ms in record["milliseconds_per_step"][name].items())
+            print(f"{name:8s} {value:6.1f} gradient steps/s ({record['ratio_to_dense'][name]:.2f} of dense); ms/step: {parts}")
         return
     for seed in args.seeds:
         for method in args.methods:

@@ -60,3 +60,14 @@ def test_result_files_of_different_networks_and_optimizers_differ(multitask) -> 
     actor = settings(networks=["actor"])
     assert multitask.run_file_name("dapd", 0, actor) == "dapd_seed0_300000_actor.json"
     assert multitask.run_file_name("dense", 0, actor) == "dense_seed0_300000.json"  # dense rescores nothing
+
+
+def test_speed_run_splits_each_gradient_step_into_optimizer_soft_update_and_the_rest(multitask, tmp_path: Path) -> None:
+    args = ["--speed", "--net-arch", "32", "32", "--batch-size", "32", "--train-steps", "3", "--repeats", "1"]
+    multitask.main([*args, "--results", str(tmp_path)])
+    record = json.loads((tmp_path / "speed_32x32.json").read_text())
+    assert set(record["ratio_to_dense"]) == {"dense", "warm-up", "merged"} and record["ratio_to_dense"]["dense"] == 1.0
+    for parts in record["milliseconds_per_step"].values():
+        assert set(parts) == {"total", "optimizer step", "target soft update", "rest"}
+        assert parts["optimizer step"] > 0 and parts["target soft update"] > 0 and parts["rest"] > 0
+        assert parts["optimizer step"] + parts["target soft update"] + parts["rest"] == pytest.approx(parts["total"])
