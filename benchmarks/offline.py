@@ -5,16 +5,17 @@ Methods, for each algorithm:
 
 - ``pathway``: ``PathwayPolicy`` with ``n_tasks=10`` at ``--sparsity`` (95%), every task's
   pathway found once on its own transitions by ``SingleShotPathways`` before the first
-  gradient step and never changed;
+  gradient step and never changed. The pathways are on the actor and the critic (IQL: also its
+  value network); BCQ's VAE stays dense and shared, the policy's default;
+- ``pathway-sparse-vae`` and ``pathway-cover-sparse-vae`` (BCQ): ``pathway`` and
+  ``pathway-cover`` with the VAE at ``--sparsity`` too, a pathway per task (the package's
+  default before it measured the dense VAE far better);
 - ``pathway-cover``: the same, with ``SingleShotPathways(cover_inputs=True)``: every input
   unit of every layer keeps its best connection, so no task's pathway loses an observation
   feature;
 - ``pathway-balanced``: the same, with ``SingleShotPathways(within_layer="balanced")``: each
   layer's top-k of scores balanced over its units, so that the connections spread over the
   units instead of gathering on the few with large errors and activations;
-- ``pathway-dense-vae`` (BCQ): pathways on the actor and the critic only, as the paper
-  describes multi-task offline pathways ("actor and critic masks per task"); the VAE, BCQ's
-  model of the dataset's actions, stays dense and shared by the tasks;
 - ``mt``: ``MlpPolicy``, one dense network for all tasks (the task one-hot in the observation);
 - ``mhmt``: ``MultiHeadPolicy``, one dense network with one output head per task.
 
@@ -65,10 +66,11 @@ PATHWAY_METHODS: dict[str, dict[str, Any]] = {
     "pathway": {},
     "pathway-cover": {"cover_inputs": True},
     "pathway-balanced": {"within_layer": "balanced"},
-    "pathway-dense-vae": {"networks": ("actor", "critic")},
+    "pathway-sparse-vae": {},
+    "pathway-cover-sparse-vae": {"cover_inputs": True},
 }
-#: pathway methods -> the networks they keep dense (sparsity 0), which only some algorithms have
-DENSE_NETWORKS: dict[str, tuple[str, ...]] = {"pathway-dense-vae": ("vae",)}
+#: pathway methods -> the networks they make sparse although the policy keeps them dense by default
+SPARSE_TOO: dict[str, tuple[str, ...]] = {"pathway-sparse-vae": ("vae",), "pathway-cover-sparse-vae": ("vae",)}
 METHODS = (*PATHWAY_METHODS, "mt", "mhmt")
 POLICIES = {**dict.fromkeys(PATHWAY_METHODS, "PathwayPolicy"), "mt": "MlpPolicy", "mhmt": "MultiHeadPolicy"}
 
@@ -186,14 +188,15 @@ def reward_scale_argument(text: str) -> float | str:
 
 
 def pathway_sparsity(algo: str, method: str, sparsity: float) -> float | dict[str, float]:
-    """The ``sparsity`` policy argument of a pathway method: ``sparsity`` for every network, or
-    per network where the method keeps some dense."""
-    dense = DENSE_NETWORKS.get(method, ())
+    """The ``sparsity`` policy argument of a pathway method: ``sparsity`` (the policy's networks
+    that are dense by default stay dense), or ``sparsity`` for every network where the method
+    makes those sparse too."""
+    sparse_too = SPARSE_TOO.get(method, ())
     networks = ALGOS[algo].policy_aliases["MlpPolicy"].trained_networks  # type: ignore[attr-defined]
-    missing = [name for name in dense if name not in networks]
+    missing = [name for name in sparse_too if name not in networks]
     if missing:
-        raise ValueError(f"method {method!r} keeps {missing} dense, which {algo} does not have (its networks: {networks})")
-    return {name: 0.0 if name in dense else sparsity for name in networks} if dense else sparsity
+        raise ValueError(f"method {method!r} makes {missing} sparse, which {algo} does not have (its networks: {networks})")
+    return dict.fromkeys(networks, sparsity) if sparse_too else sparsity
 
 
 def run(
@@ -237,6 +240,11 @@ def run(
         "seed": seed,
         "steps": steps,
         "sparsity": sparsity if method in PATHWAY_METHODS else 0.0,
+        "network_sparsity": (
+            {name: 1.0 - keep for name, keep in model.policy.keep_ratios().items()}  # type: ignore[operator]
+            if method in PATHWAY_METHODS
+            else dict.fromkeys(model.policy.trained_networks, 0.0)  # type: ignore[attr-defined]
+        ),
         "reward_scale": model.reward_scale,
         "reward_factor": dataset_reward_scale(model.dataset, model.reward_scale),  # type: ignore[arg-type]
         "eval_episodes": eval_episodes,
@@ -332,7 +340,8 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
         "pathway": "tab:green",
         "pathway-cover": "tab:olive",
         "pathway-balanced": "tab:blue",
-        "pathway-dense-vae": "tab:cyan",
+        "pathway-sparse-vae": "tab:cyan",
+        "pathway-cover-sparse-vae": "tab:purple",
         "mt": "black",
         "mhmt": "tab:grey",
     }

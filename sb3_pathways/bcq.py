@@ -304,10 +304,14 @@ class BCQPolicy(SeparateNetworksPolicy):
 
 
 class PathwayPolicy(ActorCriticPathways, BCQPolicy):
-    """BCQ policy (``MlpPolicy``) with pathway masks on the perturbation actor, the twin
-    critic (their targets follow) and the VAE."""
+    """BCQ policy (``MlpPolicy``) with pathway masks on the perturbation actor and the twin
+    critic (their targets follow), as the DAPD paper's offline pathways ("actor and critic masks
+    per task"). The VAE, BCQ's model of the dataset's actions, is masked too but dense by default
+    (one network all tasks share): ``sparsity={"vae": ...}`` makes it sparse, which measured far
+    worse on MT10 (``docs/benchmarks.md``)."""
 
     pathway_targets: ClassVar[dict[str, str]] = BCQPolicy.target_networks
+    dense_by_default: ClassVar[tuple[str, ...]] = ("vae",)
 
     def pathway_network_paths(self) -> dict[str, list[str]]:
         return {**super().pathway_network_paths(), "vae": ["vae"]}

@@ -109,7 +109,8 @@ class PathwayPolicyMixin(BasePolicy):
 
     :param sparsity: share of each network's weights that is inactive, a float in [0, 1) for
         every network or a dict network name -> sparsity (networks not named get
-        ``DEFAULT_SPARSITY``)
+        ``DEFAULT_SPARSITY``). The policy's ``dense_by_default`` networks (BCQ's VAE) stay dense
+        unless the dict names them
     :param mask_init: initial mask before any discovery, random positions with the layer
         shares of ``"erk"`` (default: Erdős–Rényi-kernel shares, small layers keep more) or
         ``"random"`` (the same share of every layer). A network that no rule rescores keeps
@@ -122,6 +123,9 @@ class PathwayPolicyMixin(BasePolicy):
 
     #: target module path -> the online module path whose masks it uses
     pathway_targets: ClassVar[dict[str, str]] = {}
+    #: networks that stay dense unless ``sparsity`` (a dict) names them: parts of the agent that
+    #: are neither actor nor critic, which the method leaves out of the pathways (BCQ's VAE)
+    dense_by_default: ClassVar[tuple[str, ...]] = ()
     #: the algorithm replaces weight tensors itself (``param.data = ...``, TRPO): the masks
     #: are applied again before the next forward pass whenever that happened
     weights_written_directly: ClassVar[bool] = False
@@ -255,8 +259,9 @@ class PathwayPolicyMixin(BasePolicy):
             unknown = sorted(set(self.sparsity) - set(names))
             if unknown:
                 raise ValueError(f"sparsity names unknown networks {unknown}; {type(self).__name__} has the networks {names}")
-            return {name: 1.0 - self.sparsity.get(name, DEFAULT_SPARSITY) for name in names}
-        return {name: 1.0 - self.sparsity for name in names}
+            defaults = {name: 0.0 if name in self.dense_by_default else DEFAULT_SPARSITY for name in names}
+            return {name: 1.0 - self.sparsity.get(name, defaults[name]) for name in names}
+        return {name: 1.0 if name in self.dense_by_default else 1.0 - self.sparsity for name in names}
 
     def optimizers(self) -> list[th.optim.Optimizer]:
         """Every optimizer held by the policy or its networks (``policy.optimizer``,

@@ -10,7 +10,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import sb3_pathways
-from sb3_pathways import DAPDCallback, export_pathway
+from sb3_pathways import DAPDCallback, export_pathway, pathway_stats
 from sb3_pathways.offline import BCQ, IQL, OfflineDataset, SingleShotPathways, load_minari, load_replay_buffer
 
 
@@ -95,6 +95,20 @@ def test_bcq_pathways_are_not_exported(dataset: OfflineDataset) -> None:
     assert {"actor", "critic", "vae"} == set(model.policy.pathways())
     with pytest.raises(NotImplementedError, match="BCQ chooses its action among VAE samples"):
         export_pathway(model)
+
+
+def test_bcq_pathways_cover_actor_and_critic_and_the_vae_only_when_named(dataset: OfflineDataset) -> None:
+    def active_shares(sparsity: object) -> dict[str, float]:
+        policy_kwargs = dict(net_arch=[32, 32], sparsity=sparsity)
+        model = BCQ("PathwayPolicy", "Pendulum-v1", dataset=dataset, device="cpu", policy_kwargs=policy_kwargs)
+        stats = pathway_stats(model)
+        return {name: stats[name].sparsity for name in ("actor", "critic", "vae")}
+
+    assert active_shares(0.8) == pytest.approx({"actor": 0.8, "critic": 0.8, "vae": 0.0}, abs=0.01)
+    assert active_shares({"actor": 0.8, "critic": 0.8, "vae": 0.8}) == pytest.approx(
+        {"actor": 0.8, "critic": 0.8, "vae": 0.8}, abs=0.01
+    )
+    assert active_shares({"actor": 0.9, "critic": 0.7}) == pytest.approx({"actor": 0.9, "critic": 0.7, "vae": 0.0}, abs=0.01)
 
 
 def _random_episode_rewards(seed: int) -> list[float]:

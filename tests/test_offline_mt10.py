@@ -114,22 +114,24 @@ def test_offline_benchmark_records_success_and_the_costs_of_one_task(mt10_datase
     )
 
 
-def test_offline_benchmark_pathways_on_bcqs_actor_and_critic_keep_its_vae_dense(
+def test_offline_benchmark_bcq_pathways_keep_the_vae_dense_unless_the_method_says_sparse_vae(
     mt10_dataset: str, mt10_env, load_benchmark, capsys: pytest.CaptureFixture[str]
 ) -> None:
     offline = load_benchmark("offline")
-    assert offline.pathway_sparsity("bcq", "pathway-dense-vae", 0.9) == {"vae": 0.0, "actor": 0.9, "critic": 0.9}
-    assert offline.pathway_sparsity("iql", "pathway", 0.9) == 0.9
+    assert offline.pathway_sparsity("bcq", "pathway", 0.9) == 0.9
+    assert offline.pathway_sparsity("bcq", "pathway-sparse-vae", 0.9) == {"vae": 0.9, "actor": 0.9, "critic": 0.9}
     with pytest.raises(SystemExit):
-        offline.main(["--algos", "iql", "--methods", "pathway-dense-vae", "--steps", "1"])
-    assert "keeps ['vae'] dense, which iql does not have" in capsys.readouterr().err
-    record = offline.run(
-        "bcq", "pathway-dense-vae", mt10_dataset, 0, steps=2, eval_freq=2, eval_episodes=1, sparsity=0.95, eval_episode_steps=5
-    )
-    costs = record["per_task_costs"]
+        offline.main(["--algos", "iql", "--methods", "pathway-sparse-vae", "--steps", "1"])
+    assert "makes ['vae'] sparse, which iql does not have" in capsys.readouterr().err
     dense = BCQ("MlpPolicy", mt10_env, dataset=mt10_dataset, seed=0)
     dense_weights = {
         name: sum(p.numel() for p in getattr(dense.policy, name).parameters() if p.dim() == 2) for name in ("vae", "actor")
     }
-    assert costs["vae"]["weights"] == dense_weights["vae"], "every task uses the whole VAE"
-    assert costs["actor"]["weights"] == pytest.approx(0.05 * dense_weights["actor"], rel=0.01)
+    for method, vae_share in (("pathway", 1.0), ("pathway-sparse-vae", 0.05)):
+        record = offline.run(
+            "bcq", method, mt10_dataset, 0, steps=2, eval_freq=2, eval_episodes=1, sparsity=0.95, eval_episode_steps=5
+        )
+        assert record["network_sparsity"] == pytest.approx({"vae": 1.0 - vae_share, "actor": 0.95, "critic": 0.95})
+        costs = record["per_task_costs"]
+        assert costs["vae"]["weights"] == pytest.approx(vae_share * dense_weights["vae"], rel=0.01)
+        assert costs["actor"]["weights"] == pytest.approx(0.05 * dense_weights["actor"], rel=0.01)
