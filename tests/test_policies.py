@@ -34,15 +34,17 @@ def test_exactly_k_active_weights_per_network(case: AlgoCase) -> None:
     model = case.make(sparsity=0.95, net_arch=[64, 64])
     pathways = model.policy.pathways()
     assert tuple(pathways) == case.networks
-    for network in pathways.values():
+    dense_by_default = model.policy.dense_by_default  # BCQ's VAE
+    for name, network in pathways.items():
         masks = list(network.masks().values())
         assert all(mask.dtype == th.bool for mask in masks)
         active = sum(int(mask.sum()) for mask in masks)
-        assert active == keep_count(network.n_prunable, 0.05) == network.n_keep
+        keep = 1.0 if name in dense_by_default else 0.05
+        assert active == keep_count(network.n_prunable, keep) == network.n_keep
         assert all(mask.shape[0] == 1 for mask in masks)  # leading pathway dimension
     stats = sb3_pathways.pathway_stats(model)
-    for network in stats.values():
-        assert network.sparsity == pytest.approx(0.95, abs=1e-3)
+    for name, network in stats.items():
+        assert network.sparsity == pytest.approx(0.0 if name in dense_by_default else 0.95, abs=1e-3)
         assert network.active == sum(layer.active for layer in network.layers.values())
     masks = sb3_pathways.get_masks(model)
     for name, mask in masks.items():
