@@ -494,11 +494,13 @@ def plot_curves(records: list[dict[str, Any]], output: Path, labels: list[str] |
             length = min(len(r["eval_returns"]) for r in runs)
             steps = runs[0]["eval_steps"][:length]
             mean = [statistics.mean(r["eval_returns"][i] for r in runs) for i in range(length)]
-            # dense in black and thick; every other method its own colour (20) and dash pattern
+            # dense in black and thick; every other method its own colour (20) and dash pattern;
+            # tab20 pairs a dark and a light shade of each hue: the ten hues come first
+            colour = colours[(2 * index + index // 10) % len(colours)]
             style = (
                 dict(color="black", linewidth=2.5)
                 if method == "dense"
-                else dict(color=colours[index % len(colours)], linestyle=("-", "--", ":", "-.")[index // len(colours) % 4])
+                else dict(color=colour, linestyle=("-", "--", ":", "-.")[index // len(colours) % 4])
             )
             axis.plot(steps, mean, label=f"{method} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", **style)
         axis.set(title=f"SAC on {env} (sparse methods at 95%)", xlabel="environment steps", ylabel="evaluation return")
