@@ -35,9 +35,9 @@ from torch.nn import functional as F
 
 from sb3_pathways.masking.layers import (
     MultiTaskMaskedLinear,
-    TaskPathwayLayout,
     TaskRouter,
     _sparse_task_backward,
+    _sparse_task_forward,
     _task_rows,
     convert_to_masked,
 )
@@ -116,8 +116,9 @@ def csr_products(
     layer: MultiTaskMaskedLinear, inputs: th.Tensor, gradient: th.Tensor, router: TaskRouter
 ) -> Callable[[], None]:
     """A merged layer's three products through its tasks' CSR layout (the layer's own
-    :class:`TaskPathwayLayout` and backward), called directly, without autograd."""
-    layout = TaskPathwayLayout(layer.weight_mask)
+    :class:`TaskPathwayLayout`, forward and backward), called directly, without autograd."""
+    layout = layer._sparse_layout()
+    assert layout is not None, "the merged layer runs sparse products (csr_min_weights=0)"
     flat_weight = layer.weight.detach().reshape(-1)
     grouped_inputs, grouped_gradient = inputs.index_select(0, router.order), gradient.index_select(0, router.order)
 
@@ -126,8 +127,7 @@ def csr_products(
         input_gradient = th.empty_like(inputs)
         weight_gradient = th.zeros_like(layer.weight)
         for task, rows in _task_rows(router.counts):
-            matrix = layout.matrix(task, flat_weight)
-            outputs[rows] = th.sparse.mm(matrix, grouped_inputs[rows].t()).t()
+            matrix = _sparse_task_forward(layout, task, flat_weight, grouped_inputs[rows], outputs[rows])
             _sparse_task_backward(
                 layout, task, matrix, grouped_inputs[rows], grouped_gradient[rows], input_gradient, rows, weight_gradient
             )

@@ -259,8 +259,10 @@ class PathwayPolicyMixin(BasePolicy):
             unknown = sorted(set(self.sparsity) - set(names))
             if unknown:
                 raise ValueError(f"sparsity names unknown networks {unknown}; {type(self).__name__} has the networks {names}")
-            defaults = {name: 0.0 if name in self.dense_by_default else DEFAULT_SPARSITY for name in names}
-            return {name: 1.0 - self.sparsity.get(name, defaults[name]) for name in names}
+            return {
+                name: 1.0 - self.sparsity.get(name, 0.0 if name in self.dense_by_default else DEFAULT_SPARSITY)
+                for name in names
+            }
         return {name: 1.0 if name in self.dense_by_default else 1.0 - self.sparsity for name in names}
 
     def optimizers(self) -> list[th.optim.Optimizer]:

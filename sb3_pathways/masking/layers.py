@@ -499,6 +499,11 @@ class TaskPathwayLayout:
             self._transposed_columns.append(rows[transposed])
             self._column_starts.append(_starts(columns, n_in))
             self.gradient_scales.append(None if gradient_scale is None else gradient_scale.reshape(-1)[entries])
+        with warnings.catch_warnings():
+            # torch warns once per process that CSR tensors are in beta: let that once be here,
+            # not in a product
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            self.matrix(0, th.zeros(masks[0].numel(), device=masks.device))
 
     def matrix(self, task: int, flat_weight: th.Tensor) -> th.Tensor:
         """Task ``task``'s weight ``(out, in)`` as a CSR matrix, its values read from ``flat_weight``."""
@@ -517,9 +522,17 @@ def _starts(rows: th.Tensor, n_rows: int) -> th.Tensor:
 
 
 def _csr(row_starts: th.Tensor, columns: th.Tensor, values: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-        return th.sparse_csr_tensor(row_starts, columns, values, shape, check_invariants=False)
+    return th.sparse_csr_tensor(row_starts, columns, values, shape, check_invariants=False)
+
+
+def _sparse_task_forward(
+    layout: TaskPathwayLayout, task: int, flat_weight: th.Tensor, task_inputs: th.Tensor, task_outputs: th.Tensor
+) -> th.Tensor:
+    """One task's output through its CSR matrix, written into ``task_outputs``; returns the
+    matrix (the backward products reuse it)."""
+    matrix = layout.matrix(task, flat_weight)
+    task_outputs.copy_(th.sparse.mm(matrix, task_inputs.t()).t())
+    return matrix
 
 
 class TaskGroupedLinear(th.autograd.Function):
@@ -560,8 +573,7 @@ class TaskGroupedLinear(th.autograd.Function):
         for task, rows in _task_rows(router.counts):
             if layout is not None:
                 flat_weight = (weight if task_masks is not None else weight[task]).reshape(-1)
-                matrices[task] = matrix = layout.matrix(task, flat_weight)
-                outputs[rows] = th.sparse.mm(matrix, grouped[rows].t()).t()
+                matrices[task] = _sparse_task_forward(layout, task, flat_weight, grouped[rows], outputs[rows])
                 continue
             task_weight = weight[task] if task_masks is None else th.mul(weight, task_masks[task], out=scratch)
             if bias is None:
