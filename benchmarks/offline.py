@@ -28,6 +28,7 @@ under ``--results``; runs already there are not redone, so a stopped benchmark r
 
     python benchmarks/offline.py --preset cpu --commit            # 3 seeds, ~30 min per seed here
     python benchmarks/offline.py --preset cpu --algos iql --seeds 0   # one algorithm, one seed
+    python benchmarks/offline.py --preset cpu --algos iql --seeds 0 --learning-rate 1e-3   # another step size
     python benchmarks/offline.py --preset sizes --commit          # BCQ on 10k / 50k / 100k transitions
     python benchmarks/offline.py --preset sizes --episodes-per-task 20 --seeds 1   # 100k only, one seed
     python benchmarks/offline.py --preset paper                   # 1M gradient steps, 5 seeds
@@ -37,7 +38,9 @@ under ``--results``; runs already there are not redone, so a stopped benchmark r
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
 import statistics
 import subprocess
 import time
@@ -171,10 +174,18 @@ def run_name(
     seed: int,
     steps: int,
     reward_scale: float | str | None = None,
+    learning_rate: float | None = None,
 ) -> str:
-    """A run's file name; ``reward_scale`` only where it was given (``None``: the algorithm's default)."""
+    """A run's file name; ``reward_scale`` and ``learning_rate`` only where they were given
+    (``None``: the algorithm's default)."""
     rewards = "" if reward_scale is None else f"_rewards{reward_scale}"
-    return f"{algo}_{method}_{quality}{episodes_per_task}ep_seed{seed}_{steps}{rewards}.json"
+    rate = "" if learning_rate is None else f"_lr{learning_rate:g}"
+    return f"{algo}_{method}_{quality}{episodes_per_task}ep_seed{seed}_{steps}{rewards}{rate}.json"
+
+
+def default_learning_rate(algo: str) -> float:
+    """The algorithm's own default learning rate (IQL 3e-4, BCQ 1e-3)."""
+    return float(inspect.signature(ALGOS[algo]).parameters["learning_rate"].default)
 
 
 def reward_scale_argument(text: str) -> float | str:
@@ -185,6 +196,17 @@ def reward_scale_argument(text: str) -> float | str:
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be 'auto' or a finite positive number, got {text!r}") from None
     return scale
+
+
+def positive_float(text: str) -> float:
+    """``--learning-rate``: a finite positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text!r}")
+    return value
 
 
 def pathway_sparsity(algo: str, method: str, sparsity: float) -> float | dict[str, float]:
@@ -210,16 +232,19 @@ def run(
     sparsity: float,
     eval_episode_steps: int | None = None,
     reward_scale: float | str | None = None,
+    learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """Train one model on the dataset and evaluate it (see the module documentation);
     ``eval_episode_steps`` shortens the evaluation episodes (MetaWorld's: 500);
-    ``reward_scale``: the algorithm's argument (``None``: its default)."""
+    ``reward_scale`` and ``learning_rate``: the algorithm's arguments (``None``: its defaults)."""
     # the environment gives the spaces and serves every evaluation; offline, training never steps it
     env = make_mt10_env(n_envs=10, seed=seed + 10_000, max_episode_steps=eval_episode_steps)
     policy_kwargs: dict[str, Any] = {} if method == "mt" else {"n_tasks": len(MT10_TASKS)}
     if method in PATHWAY_METHODS:
         policy_kwargs["sparsity"] = pathway_sparsity(algo, method, sparsity)
     algo_kwargs: dict[str, Any] = {} if reward_scale is None else {"reward_scale": reward_scale}
+    if learning_rate is not None:
+        algo_kwargs["learning_rate"] = learning_rate
     model = ALGOS[algo](
         POLICIES[method], env, dataset=dataset_id, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **algo_kwargs
     )
@@ -247,6 +272,7 @@ def run(
         ),
         "reward_scale": model.reward_scale,
         "reward_factor": dataset_reward_scale(model.dataset, model.reward_scale),  # type: ignore[arg-type]
+        "learning_rate": model.learning_rate,
         "eval_episodes": eval_episodes,
         "success": success,
         "mean_success": float(np.mean(list(success.values()))),
@@ -258,18 +284,21 @@ def run(
     }
 
 
-def rewards_label(record: dict[str, Any]) -> str:
+def settings_label(record: dict[str, Any]) -> str:
     """How a run's rewards were scaled: ``raw``, ``scaled to max 1`` (``"auto"``: divided by the largest
-    absolute reward) or ``x <factor>``."""
+    absolute reward) or ``x <factor>``; then ``, lr <rate>`` where its learning rate is not the
+    algorithm's default (records made before the rate was recorded ran at the default)."""
     scale = record["reward_scale"]
-    return "raw" if scale == 1.0 else "scaled to max 1" if scale == "auto" else f"x {scale:g}"
+    label = "raw" if scale == 1.0 else "scaled to max 1" if scale == "auto" else f"x {scale:g}"
+    rate = record.get("learning_rate", default_learning_rate(record["algo"]))
+    return label if rate == default_learning_rate(record["algo"]) else f"{label}, lr {rate:g}"
 
 
 GroupKey = tuple[str, str, int, int, str, str]
 
 
 def group_runs(records: list[dict[str, Any]]) -> dict[GroupKey, list[dict[str, Any]]]:
-    """The runs of each (algorithm, dataset, transitions, gradient steps, rewards, method): its seeds."""
+    """The runs of each (algorithm, dataset, transitions, gradient steps, settings, method): its seeds."""
     groups: dict[GroupKey, list[dict[str, Any]]] = {}
     for record in records:
         key = (
@@ -277,7 +306,7 @@ def group_runs(records: list[dict[str, Any]]) -> dict[GroupKey, list[dict[str, A
             record["dataset"],
             record["dataset_transitions"],
             record["steps"],
-            rewards_label(record),
+            settings_label(record),
             record["method"],
         )
         groups.setdefault(key, []).append(record)
@@ -294,12 +323,12 @@ def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """A markdown table (mean ± std success over seeds, weights and FLOPs per task) and its data."""
     groups = group_runs(records)
     rows = [
-        "| algorithm | dataset | transitions | gradient steps | rewards | method | seeds | success | weights per task | "
+        "| algorithm | dataset | transitions | gradient steps | settings | method | seeds | success | weights per task | "
         "forward FLOPs per task | weakest tasks |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     summary: dict[str, Any] = {}
-    for (algo, dataset, transitions, steps, rewards, method), group in sorted(
+    for (algo, dataset, transitions, steps, settings, method), group in sorted(
         groups.items(), key=lambda item: setting_order(item[0])
     ):
         successes = [record["mean_success"] for record in group]
@@ -310,10 +339,10 @@ def summarise(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         per_task = {task: float(np.mean([record["success"][task] for record in group])) for task in MT10_TASKS}
         weakest = ", ".join(f"{task} {value:.2f}" for task, value in sorted(per_task.items(), key=lambda x: x[1])[:2])
         rows.append(
-            f"| {algo.upper()} | {dataset} | {transitions} | {steps} | {rewards} | {method} | {len(group)} | "
+            f"| {algo.upper()} | {dataset} | {transitions} | {steps} | {settings} | {method} | {len(group)} | "
             f"{np.mean(successes):.3f} ± {std:.3f} | {weights:,.0f} | {flops:,.0f} | {weakest} |"
         )
-        summary[f"{algo}/{dataset}/{steps}/{rewards}/{method}"] = {
+        summary[f"{algo}/{dataset}/{steps}/{settings}/{method}"] = {
             "mean_success": float(np.mean(successes)),
             "std": std,
             "seeds": [record["seed"] for record in group],
@@ -347,7 +376,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
     }
     width = 0.8 / len(METHODS)
     for axis, panel in zip(axes[:, 0], panels):
-        algo, dataset, transitions, steps, rewards = panel
+        algo, dataset, transitions, steps, settings = panel
         for offset, method in enumerate(METHODS):
             group = groups.get((*panel, method))
             if not group:
@@ -367,7 +396,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("success rate")
         axis.set_title(
-            f"{algo.upper()} on {dataset} ({transitions:,} transitions), {steps:,} gradient steps, rewards {rewards}",
+            f"{algo.upper()} on {dataset} ({transitions:,} transitions), {steps:,} gradient steps, rewards {settings}",
             fontsize=10,
         )
         axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -410,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="'auto' or a factor, of every run (default: each algorithm's own: IQL 'auto', BCQ 1)",
     )
+    parser.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        default=None,
+        help="Adam's learning rate of every network in every run (default: each algorithm's own: IQL 3e-4, BCQ 1e-3)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "offline")
     parser.add_argument("--commit", action="store_true", help="git-commit each finished run's JSON")
@@ -437,7 +472,7 @@ def main(argv: list[str] | None = None) -> None:
                     steps = args.steps or preset["steps"][algo]
                     for method in args.methods:
                         path = runs_dir / run_name(
-                            algo, method, args.quality, episodes_per_task, seed, steps, args.reward_scale
+                            algo, method, args.quality, episodes_per_task, seed, steps, args.reward_scale, args.learning_rate
                         )
                         if path.exists():
                             continue
@@ -452,6 +487,7 @@ def main(argv: list[str] | None = None) -> None:
                             preset["eval_episodes"],
                             args.sparsity,
                             reward_scale=args.reward_scale,
+                            learning_rate=args.learning_rate,
                         )
                         path.write_text(json.dumps(record, indent=2))
                         print(

@@ -102,16 +102,26 @@ def test_offline_benchmark_records_success_and_the_costs_of_one_task(mt10_datase
     assert pathway["reward_scale"] == "auto" and pathway["reward_factor"] == pytest.approx(1 / largest_reward)
     assert offline.run_name("iql", "mt", "expert", 10, 0, 100) == "iql_mt_expert10ep_seed0_100.json"
     assert offline.run_name("iql", "mt", "expert", 10, 0, 100, 1.0) == "iql_mt_expert10ep_seed0_100_rewards1.0.json"
+    assert offline.run_name("iql", "mt", "expert", 10, 0, 100, None, 1e-3) == "iql_mt_expert10ep_seed0_100_lr0.001.json"
+    assert pathway["learning_rate"] == 3e-4 == offline.default_learning_rate("iql")
     parser = offline.build_parser()
     assert parser.parse_args(["--reward-scale", "0.1"]).reward_scale == 0.1
     assert parser.parse_args(["--reward-scale", "auto"]).reward_scale == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["--reward-scale", "-2"])
+    assert parser.parse_args(["--learning-rate", "1e-3"]).learning_rate == 1e-3
+    for bad in ("0", "-1e-3", "nan", "fast"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--learning-rate", bad])
     table, summary = offline.summarise(records)
     assert "| IQL | sb3_pathways/mt10/medium-expert-2ep-v0 | 400 | 4 | scaled to max 1 | pathway | 1 |" in table
     assert summary[f"iql/{mt10_dataset}/4/scaled to max 1/mhmt"]["weights_per_task"] == sum(
         entry["weights"] for entry in mhmt["per_task_costs"].values()
     )
+    faster = dict(pathway, learning_rate=1e-3)
+    older = {key: value for key, value in pathway.items() if key != "learning_rate"}  # made before the rate was recorded
+    table, _ = offline.summarise([faster, older])
+    assert "| 4 | scaled to max 1, lr 0.001 | pathway | 1 |" in table and "| 4 | scaled to max 1 | pathway | 1 |" in table
 
 
 def test_offline_benchmark_bcq_pathways_keep_the_vae_dense_unless_the_method_says_sparse_vae(
