@@ -493,10 +493,10 @@ class TaskPathwayLayout:
             rows, columns = entries // n_in, entries % n_in
             transposed = th.argsort(columns * n_out + rows)
             self.entries.append(entries)
-            self._columns.append(columns)
+            self._columns.append(columns.int())
             self._row_starts.append(_starts(rows, n_out))
             self._transposed.append(transposed)
-            self._transposed_columns.append(rows[transposed])
+            self._transposed_columns.append(rows[transposed].int())
             self._column_starts.append(_starts(columns, n_in))
             self.gradient_scales.append(None if gradient_scale is None else gradient_scale.reshape(-1)[entries])
         with warnings.catch_warnings():
@@ -517,8 +517,9 @@ class TaskPathwayLayout:
 
 
 def _starts(rows: th.Tensor, n_rows: int) -> th.Tensor:
-    """CSR row pointers of sorted row indices."""
-    return th.cat([rows.new_zeros(1), th.bincount(rows, minlength=n_rows).cumsum(0)])
+    """CSR row pointers of sorted row indices, as 32-bit integers (which the CPU's sparse
+    kernels take without converting them at every product)."""
+    return th.cat([rows.new_zeros(1), th.bincount(rows, minlength=n_rows).cumsum(0)]).int()
 
 
 def _csr(row_starts: th.Tensor, columns: th.Tensor, values: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
