@@ -414,8 +414,10 @@ class DAPDCallback(PathwayUpdateCallback):
     :param chunk_size: transitions per scoring forward pass (bounds memory)
     :param allocation: how each network's k active weights are split among its layers:
         ``"global"`` (default: one top-k across the layers, as the reference: the scores
-        decide), ``"erk"`` (Erdős-Rényi-kernel layer shares, small layers keep more) or
-        ``"random"`` (the same share of every layer)
+        decide; each of SAC's twin Q-networks keeps its share of k), ``"pooled"`` (the same,
+        the twin Q-networks pooled in one top-k, as the reference), ``"erk"``
+        (Erdős-Rényi-kernel layer shares, small layers keep more) or ``"random"`` (the same
+        share of every layer)
     :param within_layer: how a layer's share is chosen: ``"top_k"`` (default: the layer's
         highest scores, as the reference), ``"per_unit"`` (every output unit the same number
         of inputs, its highest-scoring ones; better on Pendulum, far worse on MuJoCo: see the

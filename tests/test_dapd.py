@@ -187,6 +187,20 @@ def test_each_q_network_of_a_critic_ensemble_keeps_its_share(case: AlgoCase) -> 
     assert sum(budgets) == critic.n_keep
     for group, budget in zip(critic.selection_groups(), budgets):
         assert sum(int(masks[name].sum()) for name in group) == budget > 0
+    # the reference's pooled top-k: the high-scoring Q-network takes nearly all of k, and
+    # every output unit of the others still keeps its one input
+    pooled = critic.top_k(scores, allocation="pooled")
+    assert pooled is not None
+    assert sum(int(mask.sum()) for mask in pooled.values()) == critic.n_keep
+    first, *others = critic.selection_groups()
+    if others:
+        assert sum(int(pooled[name].sum()) for name in first) > budgets[0]
+    else:  # one Q-network (DDPG): nothing to pool
+        assert all(th.equal(pooled[name], masks[name]) for name in first)
+    for group in others:
+        rows = sum(critic.layers[name].weight.shape[0] for name in group)
+        assert sum(int(pooled[name].sum()) for name in group) == rows
+        assert all(bool(pooled[name].any(dim=1).all()) for name in group)
 
 
 def test_zero_kth_score_keeps_the_previous_mask() -> None:
@@ -336,7 +350,7 @@ def test_resume_after_load_continues_discovery(tmp_path) -> None:
         (dict(freeze_metric="return"), r"freeze_metric must be one of \('rollout', 'eval'\)"),
         (dict(score_at="sparse"), r"score_at must be one of \('dense', 'agent', 'masked'\)"),
         (dict(within_layer="rows"), r"within_layer must be one of \('top_k', 'per_unit', 'balanced'\), got 'rows'"),
-        (dict(allocation="even"), r"allocation must be one of \('global', 'random', 'erk'\), got 'even'"),
+        (dict(allocation="even"), r"allocation must be one of \('global', 'pooled', 'random', 'erk'\), got 'even'"),
         (dict(max_warmup_steps=-5), r"max_warmup_steps must be a positive int or None"),
         (dict(window_samples=0), r"window_samples must be a positive int or None, got 0"),
         (dict(discover_from="start"), r"discover_from must be one of \('learning_starts', 'first_batch'\)"),
@@ -648,7 +662,7 @@ def test_the_update_rule_checks_its_own_arguments() -> None:
         DAPDUpdater(moving_average=0)  # once meant "keep every score vector" (del history[:-0])
     with pytest.raises(ValueError, match="chunk_size must be a positive int, got -1"):
         DAPDUpdater(chunk_size=-1)
-    with pytest.raises(ValueError, match=r"allocation must be one of \('global', 'random', 'erk'\)"):
+    with pytest.raises(ValueError, match=r"allocation must be one of \('global', 'pooled', 'random', 'erk'\)"):
         DAPDCallback(allocation="layer")
 
 

@@ -11,6 +11,7 @@ import torch as th
 from sb3_pathways.masking.layers import MaskedWeightMixin, MultiTaskMaskedLinear
 from sb3_pathways.masking.optimizer_state import update_optimizer_state
 from sb3_pathways.masking.selection import (
+    SCORE_ALLOCATIONS,
     balanced_scores,
     check_covers_inputs,
     check_selection,
@@ -87,7 +88,9 @@ class NetworkPathway:
         :param require_positive: return ``None`` if a group's k-th highest score is not
             positive (too few weights carry signal to choose from)
         :param allocation: ``"global"`` (one top-k across the layers of each selection group:
-            the scores decide each layer's share) or a layer distribution of
+            the scores decide each layer's share), ``"pooled"`` (one top-k across every layer
+            of the network, its selection groups pooled, as the DAPD reference selects over
+            SAC's twin Q-networks; every output unit still keeps an input) or a layer distribution of
             :func:`~sb3_pathways.masking.selection.layer_budgets` (``"random"``: the same share
             of every layer, ``"erk"``), the top-k then taken within each layer
         :param keep: active weights in all (default k; a schedule that ramps the sparsity
@@ -103,13 +106,16 @@ class NetworkPathway:
         """
         check_selection(allocation, within_layer, cover_inputs)
         masks: dict[str, th.Tensor] = {}
-        for group, budget in zip(self.selection_groups(), self.group_budgets(keep)):
+        pooled = allocation == "pooled"
+        groups = [list(self.layers)] if pooled else self.selection_groups()
+        budgets = [self.n_keep if keep is None else keep] if pooled else self.group_budgets(keep)
+        for group, budget in zip(groups, budgets):
             group_scores = [scores[name] for name in group]
             if require_positive:
                 flat = th.cat([score.reshape(-1) for score in group_scores])
                 if th.topk(flat, budget, sorted=False).values.min() <= 0:
                     return None
-            if allocation == "global":
+            if allocation in SCORE_ALLOCATIONS:
                 selected = top_k_masks(group_scores, budget, cover_inputs)
                 if within_layer == "top_k":
                     masks.update(zip(group, selected))
@@ -118,7 +124,7 @@ class NetworkPathway:
             if within_layer == "balanced":
                 # once the layer shares are set, only the order within each layer matters
                 group_scores = [balanced_scores(score) for score in group_scores]
-            if allocation != "global":
+            if allocation not in SCORE_ALLOCATIONS:
                 floors = None
                 if cover_inputs:
                     guaranteed = [guaranteed_connections(score, cover_inputs=True) for score in group_scores]

@@ -17,8 +17,11 @@ from collections.abc import Sequence
 import torch as th
 
 MASK_INITS = ("random", "erk")
-#: how a score-based selection splits k among layers: one global top-k, or fixed layer shares
-ALLOCATIONS = ("global", *MASK_INITS)
+#: how a score-based selection splits k among layers: one global top-k (within each ensemble
+#: member, or ``"pooled"`` over all of them), or fixed layer shares
+ALLOCATIONS = ("global", "pooled", *MASK_INITS)
+#: the allocations whose scores decide the layer shares
+SCORE_ALLOCATIONS = ("global", "pooled")
 #: how a layer's active weights are chosen from its scores: its top-k, the same number of
 #: top-scoring inputs for every output unit, or the top-k of scores balanced over units
 WITHIN_LAYER = ("top_k", "per_unit", "balanced")

@@ -60,8 +60,9 @@ class DAPDUpdater(MaskUpdater):
     :param moving_average: K, the number of normalised score vectors averaged
     :param score_at: ``"dense"``, ``"agent"`` or ``"masked"`` (see :func:`connection_sensitivity`)
     :param chunk_size: transitions per scoring forward pass
-    :param allocation: ``"global"`` (one top-k per network: the scores decide the layer
-        shares) or fixed layer shares, ``"random"`` (uniform) or ``"erk"``, with the top-k
+    :param allocation: ``"global"`` (one top-k per network, or per ensemble member: the
+        scores decide the layer shares), ``"pooled"`` (one top-k per network, ensemble members
+        pooled) or fixed layer shares, ``"random"`` (uniform) or ``"erk"``, with the top-k
         taken within each layer
     :param objective: ``(model, batch) -> {network name: loss}`` scored instead of the
         algorithm's registered objective
