@@ -503,7 +503,12 @@ def plot_curves(records: list[dict[str, Any]], output: Path, labels: list[str] |
                 else dict(color=colour, linestyle=("-", "--", ":", "-.")[index // len(colours) % 4])
             )
             axis.plot(steps, mean, label=f"{method} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", **style)
-        axis.set(title=f"SAC on {env} (sparse methods at 95%)", xlabel="environment steps", ylabel="evaluation return")
+        plotted = [r for r in records if r["env"] == env and _label(r) in env_labels and r["method"] != "dense"]
+        other_sparsity = any(round(value, 2) != 0.95 for r in plotted for value in (r.get("sparsity") or {}).values())
+        sparsity_note = "95% unless their name says otherwise" if other_sparsity else "95%"
+        axis.set(
+            title=f"SAC on {env} (sparse methods at {sparsity_note})", xlabel="environment steps", ylabel="evaluation return"
+        )
         axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the curves, not over them
         axis.grid(alpha=0.3)
         path = output / f"learning_{env}.png"
