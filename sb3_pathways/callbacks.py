@@ -413,11 +413,12 @@ class DAPDCallback(PathwayUpdateCallback):
         as the reference implementation) or ``"masked"`` (the pathway as it runs)
     :param chunk_size: transitions per scoring forward pass (bounds memory)
     :param allocation: how each network's k active weights are split among its layers:
-        ``"global"`` (default: one top-k across the layers, as the reference: the scores
-        decide; each of SAC's twin Q-networks keeps its share of k), ``"pooled"`` (the same,
-        the twin Q-networks pooled in one top-k, as the reference), ``"erk"``
-        (Erdős-Rényi-kernel layer shares, small layers keep more) or ``"random"`` (the same
-        share of every layer)
+        ``"pooled"`` (default: one top-k across the layers, as the reference: the scores
+        decide, a critic's Q-networks pooled in one top-k), ``"global"`` (the same, each
+        Q-network of a critic ensemble keeping its share of k), ``"erk"`` (Erdős-Rényi-kernel
+        layer shares, small layers keep more) or ``"random"`` (the same share of every layer).
+        A network without an ensemble selects the same under ``"pooled"`` and ``"global"``;
+        rescoring SAC's critic on Pendulum, ``"pooled"`` measured at least as good (DAPD guide)
     :param within_layer: how a layer's share is chosen: ``"top_k"`` (default: the layer's
         highest scores, as the reference), ``"per_unit"`` (every output unit the same number
         of inputs, its highest-scoring ones; better on Pendulum, far worse on MuJoCo: see the
@@ -448,7 +449,7 @@ class DAPDCallback(PathwayUpdateCallback):
         max_warmup_fraction: float | None = 0.1,
         score_at: str = "dense",
         chunk_size: int = 2048,
-        allocation: str = "global",
+        allocation: str = "pooled",
         within_layer: str = "top_k",
         objective: Objective | None = None,
         cover_inputs: bool = False,

@@ -149,7 +149,7 @@ def test_callback_masks_are_the_top_k_of_the_averaged_history() -> None:
     for name, network in model.policy.pathways().items():
         history = state.rule_states["DAPDUpdater"]["score_history"][name]
         assert len(history) == 3
-        expected = dapd_masks(network, th.stack(history).mean(dim=0))
+        expected = dapd_masks(network, th.stack(history).mean(dim=0), allocation="pooled")  # the default
         assert expected is not None
         for layer_name, mask in network.masks().items():
             assert th.equal(mask[0], expected[layer_name])
@@ -487,7 +487,7 @@ def test_defaults_average_five_scores_and_freeze_after_a_tenth_of_the_budget() -
     assert isinstance(callback.updater, DAPDUpdater)
     assert (callback.updater.moving_average, callback.updater.allocation, callback.updater.within_layer) == (
         5,
-        "global",
+        "pooled",
         "top_k",
     )
     model = SAC("PathwayPolicy", "Pendulum-v1", learning_starts=50, batch_size=32, seed=0, device="cpu")

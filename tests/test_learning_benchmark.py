@@ -28,7 +28,7 @@ def test_tiny_run_writes_runs_summary_and_plot(learning, tmp_path: Path) -> None
     dapd_record = json.loads((tmp_path / "Pendulum-v1" / "dapd_seed0_300.json").read_text())
     assert dapd_record["mask_updates"] >= 1
     assert dapd_record["selection"] == {
-        "moving_average": 5, "score_at": "dense", "allocation": "global", "within_layer": "top_k", "cover_inputs": False
+        "moving_average": 5, "score_at": "dense", "allocation": "pooled", "within_layer": "top_k", "cover_inputs": False
     }  # fmt: skip
     assert json.loads((tmp_path / "Pendulum-v1" / "dense_seed0_300.json").read_text())["selection"] is None
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -30,7 +30,7 @@ def normalise(scores: dict[str, th.Tensor]) -> th.Tensor:
 def dapd_masks(
     network: NetworkPathway,
     averaged: th.Tensor,
-    allocation: str = "global",
+    allocation: str = "pooled",
     within_layer: str = "top_k",
     cover_inputs: bool = False,
 ) -> dict[str, th.Tensor] | None:
@@ -60,10 +60,9 @@ class DAPDUpdater(MaskUpdater):
     :param moving_average: K, the number of normalised score vectors averaged
     :param score_at: ``"dense"``, ``"agent"`` or ``"masked"`` (see :func:`connection_sensitivity`)
     :param chunk_size: transitions per scoring forward pass
-    :param allocation: ``"global"`` (one top-k per network, or per ensemble member: the
-        scores decide the layer shares), ``"pooled"`` (one top-k per network, ensemble members
-        pooled) or fixed layer shares, ``"random"`` (uniform) or ``"erk"``, with the top-k
-        taken within each layer
+    :param allocation: ``"pooled"`` (one top-k per network, ensemble members pooled: the
+        scores decide the layer shares), ``"global"`` (one top-k per ensemble member) or fixed
+        layer shares, ``"random"`` (uniform) or ``"erk"``, with the top-k taken within each layer
     :param objective: ``(model, batch) -> {network name: loss}`` scored instead of the
         algorithm's registered objective
     :param within_layer: ``"top_k"`` (a layer's highest scores), ``"per_unit"`` (every
@@ -82,7 +81,7 @@ class DAPDUpdater(MaskUpdater):
         moving_average: int = 1,
         score_at: str = "dense",
         chunk_size: int = 2048,
-        allocation: str = "global",
+        allocation: str = "pooled",
         objective: Objective | None = None,
         within_layer: str = "top_k",
         cover_inputs: bool = False,
