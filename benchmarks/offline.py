@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import math
 import statistics
 import subprocess
 import time
@@ -203,8 +202,8 @@ def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
+        value = 0.0
+    if not 0 < value < float("inf"):  # NaN fails it too
         raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text!r}")
     return value
 
@@ -290,8 +289,9 @@ def settings_label(record: dict[str, Any]) -> str:
     algorithm's default (records made before the rate was recorded ran at the default)."""
     scale = record["reward_scale"]
     label = "raw" if scale == 1.0 else "scaled to max 1" if scale == "auto" else f"x {scale:g}"
-    rate = record.get("learning_rate", default_learning_rate(record["algo"]))
-    return label if rate == default_learning_rate(record["algo"]) else f"{label}, lr {rate:g}"
+    default = default_learning_rate(record["algo"])
+    rate = record.get("learning_rate", default)
+    return label if rate == default else f"{label}, lr {rate:g}"
 
 
 GroupKey = tuple[str, str, int, int, str, str]

@@ -61,14 +61,15 @@ class NetworkPathway:
     def n_pathways(self) -> int:
         return next(iter(self.layers.values())).n_pathways
 
-    def selection_groups(self) -> list[list[str]]:
-        """Layer names of each selection group (one group of all layers by default)."""
-        return self.groups or [list(self.layers)]
+    def selection_groups(self, pooled: bool = False) -> list[list[str]]:
+        """Layer names of each selection group (one group of all layers by default, or when
+        ``pooled``)."""
+        return [list(self.layers)] if pooled or not self.groups else self.groups
 
-    def group_budgets(self, keep: int | None = None) -> list[int]:
+    def group_budgets(self, keep: int | None = None, pooled: bool = False) -> list[int]:
         """Active weights per selection group, proportional to size, summing exactly to
         ``keep`` (default k)."""
-        sizes = [sum(self.layers[name].weight.numel() for name in group) for group in self.selection_groups()]
+        sizes = [sum(self.layers[name].weight.numel() for name in group) for group in self.selection_groups(pooled)]
         return proportional_budgets(sizes, self.n_keep if keep is None else keep)
 
     def top_k(
@@ -107,9 +108,7 @@ class NetworkPathway:
         check_selection(allocation, within_layer, cover_inputs)
         masks: dict[str, th.Tensor] = {}
         pooled = allocation == "pooled"
-        groups = [list(self.layers)] if pooled else self.selection_groups()
-        budgets = [self.n_keep if keep is None else keep] if pooled else self.group_budgets(keep)
-        for group, budget in zip(groups, budgets):
+        for group, budget in zip(self.selection_groups(pooled), self.group_budgets(keep, pooled)):
             group_scores = [scores[name] for name in group]
             if require_positive:
                 flat = th.cat([score.reshape(-1) for score in group_scores])
