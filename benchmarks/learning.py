@@ -26,7 +26,7 @@ evaluations, as the paper), return relative to dense, and the area under the lea
 (mean evaluation return over the run); plus a learning-curve plot per env.
 
     python benchmarks/learning.py --preset cpu --commit      # the 2-core preset
-    python benchmarks/learning.py --preset mujoco --commit   # Hopper, HalfCheetah 100k: results/learning/mujoco
+    python benchmarks/learning.py --preset mujoco --commit   # Hopper, HalfCheetah, Walker2d 100k: results/learning/mujoco
     python benchmarks/learning.py --envs Pendulum-v1 --methods dense dapd --steps 20000 --seeds 0 1 2
     python benchmarks/learning.py --preset paper --executor submitit   # a SLURM cluster
     python benchmarks/learning.py --preset mujoco --summarise          # table and plots of every run so far
@@ -119,7 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "last_evals": 5,
     },
     "mujoco": {
-        "groups": [(["Hopper-v5", "HalfCheetah-v5"], ["dense", "dapd", "rigl"], 100_000, 5_000)],
+        "groups": [(["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"], ["dense", "dapd", "rigl"], 100_000, 5_000)],
         "seeds": [0, 1, 2],
         "last_evals": 5,
         "subdir": "mujoco",

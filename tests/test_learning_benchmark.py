@@ -152,7 +152,7 @@ def test_a_preset_runs_the_envs_seeds_and_variant_asked_for(learning) -> None:
     assert [(spec.env, spec.method, spec.seed, spec.steps, spec.label, spec.dapd_kwargs) for spec in chosen] == [
         ("Hopper-v5", "dapd", 4, 100_000, "dapd-new", '{"a": 1}')
     ]
-    assert len(specs()) == 2 * 3 * 3
+    assert len(specs()) == 3 * 3 * 3
     # a method outside the preset's own (dense, dapd, rigl) runs with the preset's budget
     assert [
         (spec.env, spec.method, spec.steps) for spec in specs("--envs", "Hopper-v5", "--methods", "static", "--seeds", "0")
