@@ -58,6 +58,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("dense", "dapd", "static", "snip", "set", "rigl", "gmp")
+#: ``policy_kwargs`` that SB3's ``MlpPolicy`` does not take: ``dense`` runs them on a
+#: ``PathwayPolicy`` at sparsity 0, the same network with every weight active
+PATHWAY_POLICY_OPTIONS = ("weight_init", "log_std_bounds")
 EXECUTORS = ("local", "ray", "submitit")
 
 
@@ -79,7 +82,9 @@ class RunSpec:
         keeps its initial mask; ``"critic-only"``: the reverse)
     :param sac_kwargs: JSON object of SAC arguments added to the settings' own (every method);
         its ``policy_kwargs`` are merged into the settings' ones and may set ``mask_init``
-        (a sparse method's initial mask: ``"random"`` for DAPD and SNIP, ``"erk"`` otherwise)
+        (a sparse method's initial mask: ``"random"`` for DAPD and SNIP, ``"erk"`` otherwise); a
+        ``dense`` run given an option of :data:`PATHWAY_POLICY_OPTIONS` (the DAPD reference's
+        ``weight_init`` or ``log_std_bounds``) runs a ``PathwayPolicy`` at sparsity 0
     :param device: torch device of the model (``"cuda"`` without CUDA falls back to the CPU
         with a warning)
     """
@@ -250,8 +255,12 @@ def run(spec: RunSpec, results: Path, checkpoint_every: int = 0) -> dict[str, An
     dapd_kwargs.update(json.loads(spec.dapd_kwargs))
     sparse = spec.method != "dense"
     policy_kwargs = dict(sac_kwargs.pop("policy_kwargs"))
+    # a dense run with an option only pathway policies have is a pathway policy at sparsity 0
+    policy = "PathwayPolicy" if sparse or set(policy_overrides) & set(PATHWAY_POLICY_OPTIONS) else "MlpPolicy"
     if sparse:
         policy_kwargs.update(sparsity=0.95, mask_init="random" if spec.method in ("dapd", "snip") else "erk")
+    elif policy == "PathwayPolicy":
+        policy_kwargs.update(sparsity=0.0)
     policy_kwargs.update(policy_overrides)
     updaters = {
         # every network unless named: the setting of every ``dapd`` record, whatever the package default
@@ -300,7 +309,7 @@ def run(spec: RunSpec, results: Path, checkpoint_every: int = 0) -> dict[str, An
         print(f"{spec.env} {spec.label} seed {spec.seed}: resumed at step {model.num_timesteps}", flush=True)
     else:
         model = SAC(
-            "PathwayPolicy" if sparse else "MlpPolicy",
+            policy,
             spec.env,
             seed=spec.seed,
             device=spec.device,
@@ -327,6 +336,7 @@ def run(spec: RunSpec, results: Path, checkpoint_every: int = 0) -> dict[str, An
         "label": spec.label,
         "sac_settings": {key: value for key, value in sac_kwargs.items() if key != "policy_kwargs"},
         "dapd_settings": dapd_kwargs if spec.method == "dapd" else None,
+        "policy": policy,
         "mask_init": policy_kwargs.get("mask_init"),
         "selection": {key: getattr(rule, key) for key in SELECTION_SETTINGS if hasattr(rule, key)} or None,
         "eval_steps": [step for step, _ in evaluations],
@@ -337,7 +347,7 @@ def run(spec: RunSpec, results: Path, checkpoint_every: int = 0) -> dict[str, An
         "machine": machine_description(),
         "source_commit": SOURCE_COMMIT,
     }
-    if sparse:
+    if policy == "PathwayPolicy":
         state = getattr(model, "pathway_discovery", None)
         record.update(
             mask_updates=state.n_updates if state else 0,

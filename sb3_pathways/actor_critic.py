@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
+import torch as th
 from sb3_contrib.common.maskable.distributions import MaskableCategoricalDistribution
 from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 
@@ -11,12 +13,75 @@ from sb3_pathways.masking.layers import MASKED_LAYER_TYPES
 from sb3_pathways.policies import ActionHead, DeploymentSpec, PathwayPolicyMixin
 
 
+class TanhBoundedLogStd(th.nn.Module):
+    """
+    Squashes a log-std into ``[low, high]`` with ``low + (high - low) (tanh(x) + 1) / 2``, as
+    the DAPD reference's actor does, where SB3's actors clamp it into [-20, 2].
+
+    :param low: smallest log-std
+    :param high: largest log-std
+    """
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        self.low = low
+        self.high = high
+
+    def forward(self, log_std: th.Tensor) -> th.Tensor:
+        return self.low + 0.5 * (self.high - self.low) * (th.tanh(log_std) + 1.0)
+
+    def extra_repr(self) -> str:
+        return f"low={self.low}, high={self.high}"
+
+
+def validate_log_std_bounds(bounds: Any) -> tuple[float, float] | None:
+    """Check ``log_std_bounds`` (``None`` or two finite numbers, low < high) and return it."""
+    if bounds is None:
+        return None
+    if (
+        not isinstance(bounds, (tuple, list))
+        or len(bounds) != 2
+        or not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in bounds)
+        or not all(math.isfinite(value) for value in bounds)
+        or not bounds[0] < bounds[1]
+    ):
+        raise ValueError(f"log_std_bounds must be None or two finite numbers (low, high) with low < high, got {bounds!r}")
+    return float(bounds[0]), float(bounds[1])
+
+
 class ActorCriticPathways(PathwayPolicyMixin):
-    """Off-policy actor-critic layout (SAC, TQC, CrossQ, TD3, DDPG): networks ``"actor"`` and
+    """
+    Off-policy actor-critic layout (SAC, TQC, CrossQ, TD3, DDPG): networks ``"actor"`` and
     ``"critic"``; ``critic_target`` uses the critic's masks. Each Q-network of the critic
-    ensemble (``qf0``, ``qf1``, ...) keeps its own share of the critic's active weights."""
+    ensemble (``qf0``, ``qf1``, ...) keeps its own share of the critic's active weights.
+
+    :param log_std_bounds: ``(low, high)``: the actor's log-std squashed by tanh into this range
+        (:class:`TanhBoundedLogStd`; the DAPD reference uses ``(-10, 2)``) instead of SB3's clamp
+        into [-20, 2]. Needs a log-std layer (SAC, TQC, CrossQ without gSDE). ``None``: SB3's clamp
+    """
 
     pathway_targets: ClassVar[dict[str, str]] = {"critic_target": "critic"}
+
+    def __init__(self, *args: Any, log_std_bounds: tuple[float, float] | None = None, **kwargs: Any) -> None:
+        self.log_std_bounds = validate_log_std_bounds(log_std_bounds)
+        super().__init__(*args, **kwargs)
+
+    def _finish_networks(self) -> None:
+        if self.log_std_bounds is not None:
+            actor = self.get_submodule("actor")
+            log_std = getattr(actor, "log_std", None)
+            if not isinstance(log_std, th.nn.Linear):
+                raise ValueError(
+                    f"log_std_bounds needs an actor with a log-std layer (SAC, TQC or CrossQ without use_sde); "
+                    f"{type(self).__module__}.{type(self).__qualname__}'s actor has none"
+                )
+            actor.log_std = th.nn.Sequential(log_std, TanhBoundedLogStd(*self.log_std_bounds))
+        super()._finish_networks()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(log_std_bounds=self.log_std_bounds)
+        return data
 
     def pathway_network_paths(self) -> dict[str, list[str]]:
         return {"actor": ["actor"], "critic": ["critic"]}

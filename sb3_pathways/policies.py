@@ -36,6 +36,10 @@ SparsitySpec = Union[float, Mapping[str, float]]
 MaskChooser = Callable[[NetworkPathway], Mapping[str, th.Tensor]]
 
 DEFAULT_SPARSITY = 0.95
+#: ``"default"``: the stock network's own initialisation (torch's, or SB3's orthogonal one);
+#: ``"xavier_normal"``: every linear and convolution weight Xavier-normal, biases untouched (the
+#: DAPD reference implementation's ``utils.weight_init``)
+WEIGHT_INITS = ("default", "xavier_normal")
 #: a full check that dormant weights are zeros runs at the first and every this many
 #: ``set_training_mode(False)`` calls (a replaced weight tensor is checked at every call)
 FULL_DORMANT_CHECK_EVERY = 100
@@ -101,6 +105,12 @@ def validate_mask_init(mask_init: Any) -> str:
     return str(mask_init)
 
 
+def validate_weight_init(weight_init: Any) -> str:
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
+    return str(weight_init)
+
+
 class PathwayPolicyMixin(BasePolicy):
     """
     Adds pathway masks to an SB3 policy. Every ``nn.Linear``, ``nn.Conv2d`` and ``nn.LSTM``
@@ -119,6 +129,9 @@ class PathwayPolicyMixin(BasePolicy):
         pathway (``1``: the single-task policy)
     :param task_id_fn: observation (as the features extractor receives it) -> task id per
         sample; default :class:`OneHotTaskId` (one-hot task encoding at the end)
+    :param weight_init: initial weights of the pathway networks before masking: ``"default"``
+        (the stock policy's) or ``"xavier_normal"`` (the DAPD reference's: every linear and
+        convolution weight Xavier-normal, biases untouched); target networks start as copies
     """
 
     #: target module path -> the online module path whose masks it uses
@@ -141,11 +154,13 @@ class PathwayPolicyMixin(BasePolicy):
         mask_init: str = "erk",
         n_tasks: int = 1,
         task_id_fn: TaskIdFunction | None = None,
+        weight_init: str = "default",
         **kwargs: Any,
     ) -> None:
         # Set before the stock constructor, which calls ``_build``.
         self.sparsity = validate_sparsity(sparsity)
         self.mask_init = validate_mask_init(mask_init)
+        self.weight_init = validate_weight_init(weight_init)
         if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
             raise ValueError(f"n_tasks must be a positive int, got {n_tasks!r}")
         if task_id_fn is not None and not callable(task_id_fn):
@@ -199,7 +214,20 @@ class PathwayPolicyMixin(BasePolicy):
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)  # type: ignore[misc]
+        self._finish_networks()
         self._setup_pathways()
+
+    def _finish_networks(self) -> None:
+        """Changes to the stock networks before they are masked: the ``weight_init``, after
+        which every target network is a copy of its online network again."""
+        if self.weight_init == "default":
+            return
+        for path in self._online_paths():
+            for module in self.get_submodule(path).modules():
+                if isinstance(module, (th.nn.Linear, th.nn.Conv2d)):
+                    th.nn.init.xavier_normal_(module.weight)
+        for target_path, online_path in self.pathway_targets.items():
+            self.get_submodule(target_path).load_state_dict(self.get_submodule(online_path).state_dict())
 
     def _setup_pathways(self, choose_masks: MaskChooser | None = None) -> None:
         """
@@ -409,7 +437,7 @@ class PathwayPolicyMixin(BasePolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(sparsity=self.sparsity, mask_init=self.mask_init)
+        data.update(sparsity=self.sparsity, mask_init=self.mask_init, weight_init=self.weight_init)
         if self.n_pathways > 1:
             data.update(n_tasks=self.n_pathways, task_id_fn=self.task_id_fn)
         return data

@@ -43,10 +43,11 @@ class RecurrentPathways(OnPolicyPathways):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._finish_networks()
         self._setup_pathways()
 
     def _build(self, lr_schedule: Any) -> None:
-        # the stock constructor builds the LSTMs after ``_build``: no masks yet
+        # the stock constructor builds the LSTMs after ``_build``: no weight init or masks yet
         super(PathwayPolicyMixin, self)._build(lr_schedule)  # type: ignore[misc]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:

@@ -204,3 +204,15 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(learning, tmp_path:
     assert record["mask_updates"] == uninterrupted["mask_updates"] == 4
     assert record["sparsity"]["actor"] == pytest.approx(0.95, abs=1e-3)
     assert not checkpoint.exists() and spec.path(tmp_path).exists()
+
+
+def test_a_dense_run_with_the_reference_network_options_runs_a_pathway_policy_at_sparsity_0(learning, tmp_path: Path) -> None:
+    network = '{"policy_kwargs": {"weight_init": "xavier_normal", "log_std_bounds": [-10, 2]}}'
+    base = ["--envs", "Pendulum-v1", "--seeds", "0", "--steps", "200", "--eval-freq", "200", "--eval-episodes", "1"]
+    learning.main([*base, "--methods", "dense", "--tag", "refnet", "--sac-kwargs", network, "--results", str(tmp_path)])
+    learning.main([*base, "--methods", "dense", "--results", str(tmp_path)])
+    reference = json.loads((tmp_path / "Pendulum-v1" / "dense-refnet_seed0_200.json").read_text())
+    assert reference["policy"] == "PathwayPolicy"
+    assert reference["sparsity"] == {"actor": 0.0, "critic": 0.0} and reference["mask_updates"] == 0
+    plain = json.loads((tmp_path / "Pendulum-v1" / "dense_seed0_200.json").read_text())
+    assert plain["policy"] == "MlpPolicy" and "sparsity" not in plain

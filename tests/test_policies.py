@@ -7,7 +7,8 @@ import copy
 import numpy as np
 import pytest
 import torch as th
-from conftest import AlgoCase, network_outputs, observations
+from conftest import ALGO_CASES, AlgoCase, network_outputs, observations
+from stable_baselines3 import SAC
 
 import sb3_pathways
 from sb3_pathways.masking.layers import MaskedWeightMixin
@@ -200,3 +201,59 @@ def test_deepcopy_keeps_masks_and_gradient_masking(case: AlgoCase) -> None:
         assert th.count_nonzero(weight[~mask]) == 0
         if weight.grad is not None:
             assert th.count_nonzero(weight.grad[~mask]) == 0
+
+
+def test_xavier_weight_init_of_every_network_with_targets_as_copies(case: AlgoCase, tmp_path) -> None:
+    model = case.make(sparsity=0.5, mask_init="random", weight_init="xavier_normal")
+    for network in model.policy.pathways().values():
+        for layer_name, layer in network.layers.items():
+            if not isinstance(layer, th.nn.Linear):
+                continue
+            active = layer.weight[layer.weight_mask[0]]
+            if active.numel() < 1_000:
+                continue
+            fan_out, fan_in = layer.weight.shape
+            # the random mask picks positions regardless of value: the active weights are a sample of the init
+            assert float(active.std()) == pytest.approx((2.0 / (fan_in + fan_out)) ** 0.5, rel=0.1), layer_name
+    for target, online in case.targets.items():
+        online_state = model.policy.get_submodule(online).state_dict()
+        for key, value in model.policy.get_submodule(target).state_dict().items():
+            assert th.equal(value, online_state[key]), f"{target}.{key}"
+    model.policy.save(tmp_path / "policy.pth")
+    assert type(model.policy).load(tmp_path / "policy.pth", device="cpu").weight_init == "xavier_normal"
+    with pytest.raises(ValueError, match=r"weight_init must be one of \('default', 'xavier_normal'\), got 'xavier'"):
+        case.make(weight_init="xavier")
+
+
+@pytest.mark.parametrize("algo_id", ["SAC", "TQC", "CrossQ"])
+def test_log_std_bounds_squash_the_actor_log_std_by_tanh(algo_id: str, tmp_path) -> None:
+    case = next(case for case in ALGO_CASES if case.id == algo_id)
+    model = case.make(log_std_bounds=(-10, 2))
+    actor = model.policy.actor
+    actor.log_std[0].bias.data.fill_(50.0)  # a raw log-std far above the bounds: tanh squashes it to high
+    obs = th.as_tensor(observations(model))
+    _, log_std, _ = actor.get_action_dist_params(obs)
+    th.testing.assert_close(log_std, th.full_like(log_std, 2.0))
+    actor.log_std[0].bias.data.fill_(0.0)
+    raw = actor.log_std[0](actor.latent_pi(actor.extract_features(obs, actor.features_extractor)))
+    _, log_std, _ = actor.get_action_dist_params(obs)
+    th.testing.assert_close(log_std, -10.0 + 6.0 * (th.tanh(raw) + 1.0))
+    model.learn(100)
+    model.save(tmp_path / "model")
+    loaded = case.algo.load(tmp_path / "model", device="cpu")
+    assert loaded.policy.log_std_bounds == (-10.0, 2.0)
+    for policy in (model.policy, loaded.policy):
+        policy.set_training_mode(False)  # CrossQ's batch renormalisation: its running statistics
+    th.testing.assert_close(loaded.policy.actor.get_action_dist_params(obs)[1], actor.get_action_dist_params(obs)[1])
+
+
+def test_log_std_bounds_refuse_bad_values_and_actors_without_a_log_std_layer() -> None:
+    sac = next(case for case in ALGO_CASES if case.id == "SAC")
+    for bad in [(2, -10), (1.0,), "ab", (float("nan"), 2), (True, 2)]:
+        with pytest.raises(ValueError, match=r"log_std_bounds must be None or two finite numbers \(low, high\)"):
+            sac.make(log_std_bounds=bad)
+    td3 = next(case for case in ALGO_CASES if case.id == "TD3")
+    with pytest.raises(ValueError, match=r"needs an actor with a log-std layer .*td3\.PathwayPolicy's actor has none"):
+        td3.make(log_std_bounds=(-10, 2))
+    with pytest.raises(ValueError, match="log_std_bounds needs an actor with a log-std layer"):
+        SAC("PathwayPolicy", "Pendulum-v1", use_sde=True, policy_kwargs=dict(log_std_bounds=(-10, 2)))
