@@ -61,6 +61,7 @@ class ActorCriticPathways(PathwayPolicyMixin):
     """
 
     pathway_targets: ClassVar[dict[str, str]] = {"critic_target": "critic"}
+    log_std_bounds: tuple[float, float] | None = None
 
     def __init__(self, *args: Any, log_std_bounds: tuple[float, float] | None = None, **kwargs: Any) -> None:
         self.log_std_bounds = validate_log_std_bounds(log_std_bounds)

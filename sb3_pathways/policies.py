@@ -146,6 +146,8 @@ class PathwayPolicyMixin(BasePolicy):
     #: masks per layer (the leading dimension of ``weight_mask``); one per task in multi-task
     n_pathways: int = 1
     task_router: TaskRouter | None = None
+    #: class defaults for a stock policy turned into a pathway policy in place (``sparsify``)
+    weight_init: str = "default"
 
     def __init__(
         self,

@@ -50,6 +50,10 @@ def test_sparsify_trained_stock_model_by_magnitude(case: AlgoCase, tmp_path) -> 
     assert all(th.equal(sb3_pathways.get_masks(loaded)[n], m) for n, m in sb3_pathways.get_masks(model).items())
     obs = observations(model)
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    # the policy alone too (its constructor parameters include the pathway policy's own)
+    model.policy.save(tmp_path / "policy.pth")
+    policy = type(model.policy).load(tmp_path / "policy.pth", device="cpu")
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], policy.predict(obs, deterministic=True)[0])
 
 
 def _strongest_inputs(weight: th.Tensor) -> th.Tensor:
