@@ -256,10 +256,11 @@ def run(spec: RunSpec, results: Path, checkpoint_every: int = 0) -> dict[str, An
     sparse = spec.method != "dense"
     policy_kwargs = dict(sac_kwargs.pop("policy_kwargs"))
     # a dense run with an option only pathway policies have is a pathway policy at sparsity 0
-    policy = "PathwayPolicy" if sparse or set(policy_overrides) & set(PATHWAY_POLICY_OPTIONS) else "MlpPolicy"
+    pathway_policy = sparse or bool(set(policy_overrides) & set(PATHWAY_POLICY_OPTIONS))
+    policy = "PathwayPolicy" if pathway_policy else "MlpPolicy"
     if sparse:
         policy_kwargs.update(sparsity=0.95, mask_init="random" if spec.method in ("dapd", "snip") else "erk")
-    elif policy == "PathwayPolicy":
+    elif pathway_policy:
         policy_kwargs.update(sparsity=0.0)
     policy_kwargs.update(policy_overrides)
     updaters = {
@@ -347,7 +348,7 @@ def run(spec: RunSpec, results: Path, checkpoint_every: int = 0) -> dict[str, An
         "machine": machine_description(),
         "source_commit": SOURCE_COMMIT,
     }
-    if policy == "PathwayPolicy":
+    if pathway_policy:
         state = getattr(model, "pathway_discovery", None)
         record.update(
             mask_updates=state.n_updates if state else 0,

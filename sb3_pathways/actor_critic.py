@@ -38,13 +38,12 @@ def validate_log_std_bounds(bounds: Any) -> tuple[float, float] | None:
     """Check ``log_std_bounds`` (``None`` or two finite numbers, low < high) and return it."""
     if bounds is None:
         return None
-    if (
-        not isinstance(bounds, (tuple, list))
-        or len(bounds) != 2
-        or not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in bounds)
-        or not all(math.isfinite(value) for value in bounds)
-        or not bounds[0] < bounds[1]
-    ):
+    numbers = (
+        isinstance(bounds, (tuple, list))
+        and len(bounds) == 2
+        and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in bounds)
+    )
+    if not numbers or not -math.inf < bounds[0] < bounds[1] < math.inf:  # NaN fails the comparison too
         raise ValueError(f"log_std_bounds must be None or two finite numbers (low, high) with low < high, got {bounds!r}")
     return float(bounds[0]), float(bounds[1])
 
